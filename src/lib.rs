@@ -1,0 +1,22 @@
+//! disco: the shared library of `disco-agent` and `discoctl`.
+//!
+//! # Layout
+//!
+//! - [`validate`]: names, addresses and values that may reach a config file.
+//! - [`keys`]: the key space; every etcd key is built and parsed here.
+//! - [`model`]: the values stored under those keys.
+//! - [`snapshot`]: the routing state at one revision, built from key/values and events.
+//! - [`render`]: snapshot → HAProxy, nginx or user-template configuration text.
+//! - [`store`]: etcd access that stays available while a minority of members is down,
+//!   and a watch that resumes after disconnects and re-reads after compaction.
+#![forbid(unsafe_code)]
+
+pub mod keys;
+pub mod model;
+pub mod render;
+pub mod snapshot;
+pub mod store;
+pub mod validate;
+
+pub use keys::{Key, Keyspace};
+pub use snapshot::{Change, Snapshot};
