@@ -102,8 +102,6 @@ pub enum WatchUpdate {
         kvs: Vec<(String, Vec<u8>)>,
         reason: String,
     },
-    /// Nothing under the prefix changed up to `revision`.
-    Progress { revision: i64 },
     /// The watch lost its connection and is reconnecting; updates resume after it.
     Disconnected { error: String },
 }
@@ -559,32 +557,24 @@ impl Store {
                         self.failed(generation).await;
                         return WatchEnd::Reconnect { error: format!("{endpoint}: watch canceled: {}", resp.cancel_reason()), healthy: false };
                     }
-                    let update = if !resp.events().is_empty() {
-                        let mut revision = *next - 1;
-                        let changes = resp.events().iter().filter_map(|event| {
-                            let kv = event.kv()?;
-                            revision = revision.max(kv.mod_revision());
-                            let key = String::from_utf8_lossy(kv.key()).into_owned();
-                            Some(match event.event_type() {
-                                EventType::Put => Change::Put { key, value: kv.value().to_vec() },
-                                EventType::Delete => Change::Delete { key },
-                            })
-                        }).collect();
-                        WatchUpdate::Changes { revision, changes }
-                    } else if resp.created() {
+                    // Responses without events (created, progress) only prove the stream is
+                    // alive. Their header revision is not used to move the resume point:
+                    // etcd before 3.4.24/3.5.8 can report progress past events it has not
+                    // sent yet (etcd-io/etcd#15220), and trusting it would skip them.
+                    if resp.events().is_empty() {
                         continue;
-                    } else {
-                        let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                        if revision < *next {
-                            continue;
-                        }
-                        WatchUpdate::Progress { revision }
-                    };
-                    let revision = match &update {
-                        WatchUpdate::Changes { revision, .. } | WatchUpdate::Progress { revision } => *revision,
-                        _ => unreachable!(),
-                    };
-                    if tx.send(update).await.is_err() {
+                    }
+                    let mut revision = *next - 1;
+                    let changes = resp.events().iter().filter_map(|event| {
+                        let kv = event.kv()?;
+                        revision = revision.max(kv.mod_revision());
+                        let key = String::from_utf8_lossy(kv.key()).into_owned();
+                        Some(match event.event_type() {
+                            EventType::Put => Change::Put { key, value: kv.value().to_vec() },
+                            EventType::Delete => Change::Delete { key },
+                        })
+                    }).collect();
+                    if tx.send(WatchUpdate::Changes { revision, changes }).await.is_err() {
                         return WatchEnd::ReceiverGone;
                     }
                     *next = revision + 1;
