@@ -132,9 +132,8 @@ impl Keyspace {
             .and_then(|r| r.strip_prefix('/'))
             .ok_or_else(|| err(format!("not under prefix {:?}", self.prefix)))?;
         let parts: Vec<&str> = rest.split('/').collect();
-        let check = |what: &'static str, s: &str| {
-            validate::name(what, s).map_err(|e| err(e.to_string()))
-        };
+        let check =
+            |what: &'static str, s: &str| validate::name(what, s).map_err(|e| err(e.to_string()));
         let key = match parts.as_slice() {
             ["apps", app, "endpoints", instance, version] => {
                 check("app name", app)?;
@@ -245,7 +244,12 @@ mod tests {
     #[test]
     fn history_keys_sort_in_sequence_order() {
         let ks = Keyspace::default();
-        let k = |seq| ks.key(&Key::History { app: "a".into(), seq });
+        let k = |seq| {
+            ks.key(&Key::History {
+                app: "a".into(),
+                seq,
+            })
+        };
         assert!(k(9) < k(10) && k(99) < k(100));
     }
 

@@ -50,7 +50,11 @@ impl Endpoint {
             validate::health_path(p)?;
         }
         if !(1..=256).contains(&self.weight) {
-            return Err(Invalid::new("weight", &self.weight.to_string(), "must be 1-256"));
+            return Err(Invalid::new(
+                "weight",
+                &self.weight.to_string(),
+                "must be 1-256",
+            ));
         }
         if let Some(by) = &self.registered_by {
             validate::name("agent id", by)?;
@@ -96,6 +100,15 @@ pub enum Mode {
     Http,
     /// Plain TCP: only source-network dark matches.
     Tcp,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Http => "http",
+            Mode::Tcp => "tcp",
+        })
+    }
 }
 
 impl std::str::FromStr for Mode {
@@ -146,12 +159,20 @@ impl Policy {
         for (version, percent) in &self.weights {
             validate::name("version name", version)?;
             if *percent > 100 {
-                return Err(Invalid::new("weight", &percent.to_string(), "must be 0-100 percent"));
+                return Err(Invalid::new(
+                    "weight",
+                    &percent.to_string(),
+                    "must be 0-100 percent",
+                ));
             }
             total += percent;
         }
         if total > 100 {
-            return Err(Invalid::new("weights", &total.to_string(), "add up to more than 100 percent"));
+            return Err(Invalid::new(
+                "weights",
+                &total.to_string(),
+                "add up to more than 100 percent",
+            ));
         }
         Ok(())
     }

@@ -67,14 +67,22 @@ impl App {
     }
 
     /// Every registered endpoint of `version`, in slot order.
-    pub fn endpoints_of<'a>(&'a self, version: &'a str) -> impl Iterator<Item = (&'a str, &'a Endpoint)> {
+    pub fn endpoints_of<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Endpoint)> {
         self.endpoints
             .iter()
-            .filter_map(move |(instance, by_version)| by_version.get(version).map(|e| (instance.as_str(), e)))
+            .filter_map(move |(instance, by_version)| {
+                by_version.get(version).map(|e| (instance.as_str(), e))
+            })
     }
 
     fn is_empty(&self) -> bool {
-        self.routes.is_empty() && self.endpoints.is_empty() && self.policy.is_none() && self.rollout.is_none()
+        self.routes.is_empty()
+            && self.endpoints.is_empty()
+            && self.policy.is_none()
+            && self.rollout.is_none()
     }
 }
 
@@ -95,7 +103,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Builds the state at `revision` from every key/value read under the prefix.
-    pub fn from_kvs<K, V>(keyspace: &Keyspace, revision: i64, kvs: impl IntoIterator<Item = (K, V)>) -> Self
+    pub fn from_kvs<K, V>(
+        keyspace: &Keyspace,
+        revision: i64,
+        kvs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self
     where
         K: Into<String>,
         V: AsRef<[u8]>,
@@ -111,7 +123,12 @@ impl Snapshot {
     }
 
     /// Applies changes seen at `revision`.
-    pub fn apply(&mut self, keyspace: &Keyspace, revision: i64, changes: impl IntoIterator<Item = Change>) {
+    pub fn apply(
+        &mut self,
+        keyspace: &Keyspace,
+        revision: i64,
+        changes: impl IntoIterator<Item = Change>,
+    ) {
         for change in changes {
             match change {
                 Change::Put { key, value } => self.put(keyspace, key, &value),
@@ -155,7 +172,10 @@ impl Snapshot {
                 let endpoint: Endpoint = json(text)?;
                 endpoint.validate().map_err(|e| e.to_string())?;
                 let app = self.apps.entry(app).or_default();
-                app.endpoints.entry(instance).or_default().insert(version, endpoint);
+                app.endpoints
+                    .entry(instance)
+                    .or_default()
+                    .insert(version, endpoint);
             }
             Key::Route { app, instance } => {
                 let version = text.trim_end_matches('\n');
@@ -175,7 +195,10 @@ impl Snapshot {
             Key::Agent { id } => {
                 let status: AgentStatus = json(text)?;
                 if status.id != id {
-                    return Err(format!("status names agent {:?}, key names {id:?}", status.id));
+                    return Err(format!(
+                        "status names agent {:?}, key names {id:?}",
+                        status.id
+                    ));
                 }
                 self.agents.insert(id, status);
             }
@@ -187,18 +210,27 @@ impl Snapshot {
 
     fn delete(&mut self, keyspace: &Keyspace, full: &str) {
         self.rejected.remove(full);
-        let Ok(key) = keyspace.parse(full) else { return };
+        let Ok(key) = keyspace.parse(full) else {
+            return;
+        };
         let app_name = match &key {
-            Key::Endpoint { app, .. } | Key::Route { app, .. } | Key::Policy { app } | Key::Rollout { app } => app,
+            Key::Endpoint { app, .. }
+            | Key::Route { app, .. }
+            | Key::Policy { app }
+            | Key::Rollout { app } => app,
             Key::Agent { id } => {
                 self.agents.remove(id);
                 return;
             }
             Key::History { .. } => return,
         };
-        let Some(app) = self.apps.get_mut(app_name) else { return };
+        let Some(app) = self.apps.get_mut(app_name) else {
+            return;
+        };
         match &key {
-            Key::Endpoint { instance, version, .. } => {
+            Key::Endpoint {
+                instance, version, ..
+            } => {
                 if let Some(versions) = app.endpoints.get_mut(instance) {
                     versions.remove(version);
                     if versions.is_empty() {
@@ -233,12 +265,27 @@ mod tests {
             ("/disco/apps/app1/routes/instance1", "v1"),
             ("/disco/apps/app1/routes/instance2", "v1"),
             ("/disco/apps/app1/routes/instance3", "v1"),
-            ("/disco/apps/app1/endpoints/instance1/v1", r#"{"address":"127.0.0.1:9001"}"#),
-            ("/disco/apps/app1/endpoints/instance2/v1", r#"{"address":"127.0.0.1:9002"}"#),
-            ("/disco/apps/app1/endpoints/instance3/v1", r#"{"address":"127.0.0.1:9003"}"#),
-            ("/disco/apps/app1/endpoints/instance1/v2", r#"{"address":"127.0.0.1:9101"}"#),
+            (
+                "/disco/apps/app1/endpoints/instance1/v1",
+                r#"{"address":"127.0.0.1:9001"}"#,
+            ),
+            (
+                "/disco/apps/app1/endpoints/instance2/v1",
+                r#"{"address":"127.0.0.1:9002"}"#,
+            ),
+            (
+                "/disco/apps/app1/endpoints/instance3/v1",
+                r#"{"address":"127.0.0.1:9003"}"#,
+            ),
+            (
+                "/disco/apps/app1/endpoints/instance1/v2",
+                r#"{"address":"127.0.0.1:9101"}"#,
+            ),
             // Refused, and the rest still works:
-            ("/disco/apps/app1/endpoints/instance9/v1", r#"{"address":"1.2.3.4:80\n server evil 6.6.6.6:80"}"#),
+            (
+                "/disco/apps/app1/endpoints/instance9/v1",
+                r#"{"address":"1.2.3.4:80\n server evil 6.6.6.6:80"}"#,
+            ),
             ("/disco/apps/app1/routes/instance4", "v1; drop"),
             ("/disco/apps/bad app/policy", "{}"),
             ("/disco/apps/app2/policy", "not json"),
@@ -251,7 +298,16 @@ mod tests {
         let s = Snapshot::from_kvs(&ks(), 7, seed());
         assert_eq!(s.revision, 7);
         let app = &s.apps["app1"];
-        let slots: Vec<_> = app.slots().map(|s| (s.instance, s.version, s.endpoint.map(|e| e.address.as_str()))).collect();
+        let slots: Vec<_> = app
+            .slots()
+            .map(|s| {
+                (
+                    s.instance,
+                    s.version,
+                    s.endpoint.map(|e| e.address.as_str()),
+                )
+            })
+            .collect();
         assert_eq!(
             slots,
             [
@@ -307,9 +363,14 @@ mod tests {
         assert_eq!(app.routes["instance1"], "v2");
         assert_eq!(app.routes["instance4"], "v1");
         assert!(app.endpoints.get("instance3").is_none());
-        assert!(s.rejected.contains_key("/disco/apps/app1/endpoints/instance3/v1"));
+        assert!(s
+            .rejected
+            .contains_key("/disco/apps/app1/endpoints/instance3/v1"));
         assert!(!s.rejected.contains_key("/disco/apps/app2/policy"));
-        let unroutable: Vec<_> = app.slots().filter_map(|s| s.unroutable_reason().map(|r| (s.instance, r))).collect();
+        let unroutable: Vec<_> = app
+            .slots()
+            .filter_map(|s| s.unroutable_reason().map(|r| (s.instance, r)))
+            .collect();
         assert_eq!(
             unroutable,
             [
@@ -319,8 +380,18 @@ mod tests {
         );
 
         // Deleting every key of an app removes the app.
-        let keys: Vec<String> = seed().iter().filter(|(k, _)| k.contains("/app1/")).map(|(k, _)| k.to_string()).collect();
-        s.apply(&ks(), 9, keys.into_iter().chain(["/disco/apps/app1/routes/instance4".to_string()]).map(|key| Change::Delete { key }));
+        let keys: Vec<String> = seed()
+            .iter()
+            .filter(|(k, _)| k.contains("/app1/"))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        s.apply(
+            &ks(),
+            9,
+            keys.into_iter()
+                .chain(["/disco/apps/app1/routes/instance4".to_string()])
+                .map(|key| Change::Delete { key }),
+        );
         assert!(!s.apps.contains_key("app1"), "{:?}", s.apps.get("app1"));
     }
 
@@ -331,6 +402,9 @@ mod tests {
         let a = Snapshot::from_kvs(&ks(), 7, seed());
         let b = Snapshot::from_kvs(&ks(), 7, reversed);
         assert_eq!(a, b);
-        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
     }
 }

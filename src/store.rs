@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnResponse, WatchOptions,
+    Client, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions, SortOrder,
+    SortTarget, WatchOptions,
 };
+pub use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnResponse};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::snapshot::Change;
@@ -106,6 +108,18 @@ pub enum WatchUpdate {
     Disconnected { error: String },
 }
 
+impl From<etcd_client::KeyValue> for Kv {
+    fn from(kv: etcd_client::KeyValue) -> Self {
+        Kv {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            mod_revision: kv.mod_revision(),
+            create_revision: kv.create_revision(),
+            lease: kv.lease(),
+        }
+    }
+}
+
 struct Connection {
     client: Option<Client>,
     /// Index into the endpoint list of the member in use.
@@ -149,7 +163,10 @@ fn transport_failure(e: &etcd_client::Error) -> bool {
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         etcd_client::Error::GRpcStatus(s) => matches!(
             s.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Cancelled
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
         ),
         _ => false,
     }
@@ -177,14 +194,25 @@ impl Store {
             .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3))
             .with_keep_alive_while_idle(true);
         match (&config.user, &config.password) {
-            (Some(user), Some(password)) => options = options.with_user(user.clone(), password.clone()),
-            (Some(_), None) => return Err(StoreError::Config("etcd user given without a password".into())),
-            (None, Some(_)) => return Err(StoreError::Config("etcd password given without a user".into())),
+            (Some(user), Some(password)) => {
+                options = options.with_user(user.clone(), password.clone())
+            }
+            (Some(_), None) => {
+                return Err(StoreError::Config(
+                    "etcd user given without a password".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(StoreError::Config(
+                    "etcd password given without a user".into(),
+                ))
+            }
             (None, None) => {}
         }
         if config.ca_file.is_some() || config.cert_file.is_some() {
             let read = |p: &PathBuf| {
-                std::fs::read(p).map_err(|e| StoreError::Config(format!("reading {}: {e}", p.display())))
+                std::fs::read(p)
+                    .map_err(|e| StoreError::Config(format!("reading {}: {e}", p.display())))
             };
             let mut tls = etcd_client::TlsOptions::new();
             if let Some(ca) = &config.ca_file {
@@ -195,7 +223,11 @@ impl Store {
                     tls = tls.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
                 }
                 (None, None) => {}
-                _ => return Err(StoreError::Config("a client certificate needs both cert_file and key_file".into())),
+                _ => {
+                    return Err(StoreError::Config(
+                        "a client certificate needs both cert_file and key_file".into(),
+                    ))
+                }
             }
             options = options.with_tls(tls);
         }
@@ -231,7 +263,10 @@ impl Store {
             }
             Ok(Err(e)) => Err((e, conn.generation, endpoint)),
             Err(_) => Err((
-                etcd_client::Error::IoError(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+                etcd_client::Error::IoError(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )),
                 conn.generation,
                 endpoint,
             )),
@@ -264,8 +299,17 @@ impl Store {
             let (result, generation, endpoint) = match self.client().await {
                 Ok((client, generation, endpoint)) => {
                     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    let per_member = if members > 1 { remaining / 2 } else { remaining };
-                    match tokio::time::timeout(per_member.max(Duration::from_millis(200)), op(client)).await {
+                    let per_member = if members > 1 {
+                        remaining / 2
+                    } else {
+                        remaining
+                    };
+                    match tokio::time::timeout(
+                        per_member.max(Duration::from_millis(200)),
+                        op(client),
+                    )
+                    .await
+                    {
                         Ok(r) => (r.map_err(|e| (e, false)), generation, endpoint),
                         Err(_) => (
                             Err((
@@ -305,14 +349,21 @@ impl Store {
             // Go straight to the next member; pause only after a full round.
             if attempt as usize % members == 0 {
                 let pause = Duration::from_millis(50 * u64::from(attempt.min(10)));
-                tokio::time::sleep(pause.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+                tokio::time::sleep(
+                    pause.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+                )
+                .await;
             }
         }
     }
 
     /// Reads every key under `prefix`, at `revision` (or the latest), in pages, all at
     /// one revision. Returns that revision and the keys in key order.
-    pub async fn get_prefix(&self, prefix: &str, revision: Option<i64>) -> Result<(i64, Vec<Kv>), StoreError> {
+    pub async fn get_prefix(
+        &self,
+        prefix: &str,
+        revision: Option<i64>,
+    ) -> Result<(i64, Vec<Kv>), StoreError> {
         const PAGE: i64 = 1000;
         let end = prefix_end(prefix);
         let mut start = prefix.as_bytes().to_vec();
@@ -324,8 +375,16 @@ impl Store {
                 .call(Retry::Always, move |mut c| {
                     let (key, end_key) = (key.clone(), end_key.clone());
                     async move {
-                        c.get(key, Some(GetOptions::new().with_range(end_key).with_limit(PAGE).with_revision(at)))
-                            .await
+                        c.get(
+                            key,
+                            Some(
+                                GetOptions::new()
+                                    .with_range(end_key)
+                                    .with_limit(PAGE)
+                                    .with_revision(at),
+                            ),
+                        )
+                        .await
                     }
                 })
                 .await?;
@@ -333,15 +392,7 @@ impl Store {
                 at = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
             let more = resp.more();
-            for kv in resp.take_kvs() {
-                out.push(Kv {
-                    key: String::from_utf8_lossy(kv.key()).into_owned(),
-                    value: kv.value().to_vec(),
-                    mod_revision: kv.mod_revision(),
-                    create_revision: kv.create_revision(),
-                    lease: kv.lease(),
-                });
-            }
+            out.extend(resp.take_kvs().into_iter().map(Kv::from));
             match (more, out.last()) {
                 (true, Some(last)) => {
                     start = last.key.as_bytes().to_vec();
@@ -363,18 +414,36 @@ impl Store {
             })
             .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-        let kv = resp.take_kvs().into_iter().next().map(|kv| Kv {
-            key: key.to_string(),
-            value: kv.value().to_vec(),
-            mod_revision: kv.mod_revision(),
-            create_revision: kv.create_revision(),
-            lease: kv.lease(),
-        });
+        let kv = resp.take_kvs().into_iter().next().map(Kv::from);
         Ok((revision, kv))
     }
 
+    /// The last key under `prefix` in key order, if any.
+    pub async fn last_key(&self, prefix: &str) -> Result<Option<Kv>, StoreError> {
+        let end = prefix_end(prefix);
+        let start = prefix.to_string();
+        let mut resp = self
+            .call(Retry::Always, move |mut c| {
+                let (start, end) = (start.clone(), end.clone());
+                async move {
+                    let options = GetOptions::new()
+                        .with_range(end)
+                        .with_limit(1)
+                        .with_sort(SortTarget::Key, SortOrder::Descend);
+                    c.get(start, Some(options)).await
+                }
+            })
+            .await?;
+        Ok(resp.take_kvs().into_iter().next().map(Kv::from))
+    }
+
     /// Writes `key`, optionally under a lease; returns the revision of the write.
-    pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>, lease: Option<i64>) -> Result<i64, StoreError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+        lease: Option<i64>,
+    ) -> Result<i64, StoreError> {
         let (k, v) = (key.to_string(), value.into());
         let resp = self
             .call(Retry::Always, move |mut c| {
@@ -395,7 +464,10 @@ impl Store {
                 async move { c.delete(k, None::<DeleteOptions>).await }
             })
             .await?;
-        Ok((resp.header().map(|h| h.revision()).unwrap_or(0), resp.deleted() > 0))
+        Ok((
+            resp.header().map(|h| h.revision()).unwrap_or(0),
+            resp.deleted() > 0,
+        ))
     }
 
     /// Runs a transaction. It is resent to another member only if it cannot have
@@ -411,7 +483,9 @@ impl Store {
     /// Grants a lease of `ttl` seconds; returns its id.
     pub async fn grant_lease(&self, ttl: i64) -> Result<i64, StoreError> {
         let resp = self
-            .call(Retry::Always, move |mut c| async move { c.lease_grant(ttl, None).await })
+            .call(Retry::Always, move |mut c| async move {
+                c.lease_grant(ttl, None).await
+            })
             .await?;
         Ok(resp.id())
     }
@@ -431,14 +505,21 @@ impl Store {
 
     /// Revokes a lease, deleting every key under it.
     pub async fn revoke_lease(&self, id: i64) -> Result<(), StoreError> {
-        self.call(Retry::Always, move |mut c| async move { c.lease_revoke(id).await })
-            .await
-            .map(drop)
+        self.call(Retry::Always, move |mut c| async move {
+            c.lease_revoke(id).await
+        })
+        .await
+        .map(drop)
     }
 
     /// Watches every key under `prefix`, starting at `start_revision` (normally the
     /// revision of the last read + 1). The watch runs until the receiver is dropped.
-    pub fn watch(&self, prefix: &str, start_revision: i64, options: WatchSettings) -> mpsc::Receiver<WatchUpdate> {
+    pub fn watch(
+        &self,
+        prefix: &str,
+        start_revision: i64,
+        options: WatchSettings,
+    ) -> mpsc::Receiver<WatchUpdate> {
         let (tx, rx) = mpsc::channel(64);
         let store = self.clone();
         let prefix = prefix.to_string();
@@ -499,7 +580,11 @@ impl Store {
             .with_start_revision(*next)
             .with_progress_notify();
         let mut c = client;
-        let opened = tokio::time::timeout(self.inner.config.request_timeout, c.watch(prefix, Some(options))).await;
+        let opened = tokio::time::timeout(
+            self.inner.config.request_timeout,
+            c.watch(prefix, Some(options)),
+        )
+        .await;
         let mut stream = match opened {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {

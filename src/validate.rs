@@ -111,7 +111,9 @@ fn dns_name(s: &str) -> bool {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     }) && !s.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()))
 }
 
@@ -134,7 +136,11 @@ pub fn address(s: &str) -> Result<Address, Invalid> {
             return Err(Invalid::new(WHAT, s, "expected host:port"));
         };
         if host.contains(':') {
-            return Err(Invalid::new(WHAT, s, "IPv6 addresses must be written [addr]:port"));
+            return Err(Invalid::new(
+                WHAT,
+                s,
+                "IPv6 addresses must be written [addr]:port",
+            ));
         }
         let host = if let Ok(ip) = host.parse::<Ipv4Addr>() {
             Host::V4(ip)
@@ -151,7 +157,13 @@ pub fn address(s: &str) -> Result<Address, Invalid> {
     };
     let port: u16 = match port.parse() {
         Ok(p) if p >= 1 && port.bytes().all(|b| b.is_ascii_digit()) => p,
-        _ => return Err(Invalid::new(WHAT, s, format!("port {port:?} is not in 1-65535"))),
+        _ => {
+            return Err(Invalid::new(
+                WHAT,
+                s,
+                format!("port {port:?} is not in 1-65535"),
+            ))
+        }
     };
     Ok(Address { host, port })
 }
@@ -170,7 +182,8 @@ pub fn health_path(s: &str) -> Result<(), Invalid> {
         return Err(Invalid::new(WHAT, s, "is longer than 256 characters"));
     }
     if let Some(c) = s.chars().find(|c| {
-        !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/' | '%' | '?' | '=' | '&'))
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '-' | '.' | '_' | '~' | '/' | '%' | '?' | '=' | '&'))
     }) {
         return Err(Invalid::new(WHAT, s, format!("contains {c:?}")));
     }
@@ -228,7 +241,13 @@ pub fn cidr(s: &str) -> Result<(IpAddr, u8), Invalid> {
         None => max,
         Some(l) => match l.parse::<u8>() {
             Ok(n) if n <= max && l.bytes().all(|b| b.is_ascii_digit()) => n,
-            _ => return Err(Invalid::new(WHAT, s, format!("prefix length {l:?} is not in 0-{max}"))),
+            _ => {
+                return Err(Invalid::new(
+                    WHAT,
+                    s,
+                    format!("prefix length {l:?} is not in 0-{max}"),
+                ))
+            }
         },
     };
     Ok((ip, len))
@@ -261,7 +280,10 @@ mod tests {
     #[test]
     fn refuses_bad_input_with_a_reason() {
         let cases: Vec<(Result<(), Invalid>, &str)> = vec![
-            (name("app name", "app1\n  server evil 6.6.6.6:80"), "control character"),
+            (
+                name("app name", "app1\n  server evil 6.6.6.6:80"),
+                "control character",
+            ),
             (name("app name", "app 1"), "whitespace"),
             (name("app name", "app#1"), "'#'"),
             (name("app name", "app;1"), "';'"),
@@ -272,14 +294,23 @@ mod tests {
             (name("app name", "a\u{0}b"), "control character"),
             (name("app name", "a\tb"), "control character"),
             (name("app name", ""), "must not be empty"),
-            (name("app name", "-app"), "must start with a letter or digit"),
-            (name("app name", ".app"), "must start with a letter or digit"),
+            (
+                name("app name", "-app"),
+                "must start with a letter or digit",
+            ),
+            (
+                name("app name", ".app"),
+                "must start with a letter or digit",
+            ),
             (name("app name", &"x".repeat(64)), "longer than 63"),
             (name("version", "v2/../x"), "'/'"),
             (name("version", "v2:1"), "':'"),
             (name("version", "v2$x"), "'$'"),
             (name("version", "vé"), "'é'"),
-            (address("10.0.0.5:8081\nbackend evil").map(drop), "control character"),
+            (
+                address("10.0.0.5:8081\nbackend evil").map(drop),
+                "control character",
+            ),
             (address("10.0.0.5:8081 check").map(drop), "whitespace"),
             (address("10.0.0.5:8081;").map(drop), "';'"),
             (address("10.0.0.5").map(drop), "expected host:port"),
@@ -289,10 +320,22 @@ mod tests {
             (address("::1:80").map(drop), "must be written [addr]:port"),
             (address("[zz::1]:80").map(drop), "not an IPv6 address"),
             (address("[::1]80").map(drop), "expected [IPv6]:port"),
-            (address("300.1.1.1:80").map(drop), "neither an IPv4 address nor a DNS name"),
-            (address("-bad.example:80").map(drop), "neither an IPv4 address nor a DNS name"),
-            (address("a_b.example:80").map(drop), "neither an IPv4 address nor a DNS name"),
-            (address(":80").map(drop), "neither an IPv4 address nor a DNS name"),
+            (
+                address("300.1.1.1:80").map(drop),
+                "neither an IPv4 address nor a DNS name",
+            ),
+            (
+                address("-bad.example:80").map(drop),
+                "neither an IPv4 address nor a DNS name",
+            ),
+            (
+                address("a_b.example:80").map(drop),
+                "neither an IPv4 address nor a DNS name",
+            ),
+            (
+                address(":80").map(drop),
+                "neither an IPv4 address nor a DNS name",
+            ),
             (health_path("healthz"), "must start with '/'"),
             (health_path("/health z"), "whitespace"),
             (health_path("/h\r\nHost: evil"), "control character"),

@@ -39,7 +39,8 @@ impl Follower {
     async fn start(store: &Store) -> Follower {
         let ks = Keyspace::default();
         let (revision, kvs) = store.get_prefix(&ks.apps(), None).await.unwrap();
-        let snapshot = Snapshot::from_kvs(&ks, revision, kvs.into_iter().map(|kv| (kv.key, kv.value)));
+        let snapshot =
+            Snapshot::from_kvs(&ks, revision, kvs.into_iter().map(|kv| (kv.key, kv.value)));
         let rx = store.watch(&ks.apps(), revision + 1, fast_watch());
         Follower {
             ks,
@@ -68,7 +69,9 @@ impl Follower {
 
     fn handle(&mut self, update: WatchUpdate) {
         match update {
-            WatchUpdate::Changes { revision, changes } => self.snapshot.apply(&self.ks, revision, changes),
+            WatchUpdate::Changes { revision, changes } => {
+                self.snapshot.apply(&self.ks, revision, changes)
+            }
             WatchUpdate::Resync { revision, kvs, .. } => {
                 self.resyncs += 1;
                 self.snapshot = Snapshot::from_kvs(&self.ks, revision, kvs);
@@ -83,7 +86,12 @@ impl Follower {
         while self.snapshot.revision < revision {
             let update = tokio::time::timeout_at(deadline, self.rx.recv())
                 .await
-                .unwrap_or_else(|_| panic!("watch did not reach revision {revision}; at {}", self.snapshot.revision))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "watch did not reach revision {revision}; at {}",
+                        self.snapshot.revision
+                    )
+                })
                 .expect("watch ended");
             self.handle(update);
         }
@@ -107,7 +115,10 @@ async fn fresh(store: &Store) -> Snapshot {
 async fn watch_resumes_after_etcd_restart_without_losing_events() {
     let mut etcd = Etcd::start();
     let store = store(etcd.endpoints());
-    store.put(&route("app1", "instance1"), "v1", None).await.unwrap();
+    store
+        .put(&route("app1", "instance1"), "v1", None)
+        .await
+        .unwrap();
     let mut follower = Follower::start(&store).await;
 
     etcd.kill(0);
@@ -117,12 +128,18 @@ async fn watch_resumes_after_etcd_restart_without_losing_events() {
     // Written the moment etcd is back, before the watcher has reconnected.
     let mut last = 0;
     for i in 1..=5 {
-        last = store.put(&route("app1", &format!("instance{i}")), "v2", None).await.unwrap();
+        last = store
+            .put(&route("app1", &format!("instance{i}")), "v2", None)
+            .await
+            .unwrap();
     }
     let (deleted_at, _) = store.delete(&route("app1", "instance5")).await.unwrap();
     follower.until(last.max(deleted_at)).await;
 
-    assert_eq!(follower.resyncs, 0, "no compaction happened, so no re-read was needed");
+    assert_eq!(
+        follower.resyncs, 0,
+        "no compaction happened, so no re-read was needed"
+    );
     let expected = fresh(&store).await;
     assert_eq!(follower.snapshot.apps, expected.apps);
     assert_eq!(follower.snapshot.apps["app1"].routes.len(), 4);
@@ -135,16 +152,26 @@ async fn writes_during_the_watchers_outage_arrive_after_it() {
     // The watcher knows only member 0; writes go through the others.
     let watcher_store = store(vec![endpoints[0].clone()]);
     let writer = store(endpoints[1..].to_vec());
-    writer.put(&route("app1", "instance1"), "v1", None).await.unwrap();
+    writer
+        .put(&route("app1", "instance1"), "v1", None)
+        .await
+        .unwrap();
     let mut follower = Follower::start(&watcher_store).await;
 
     etcd.kill(0);
     let mut last = 0;
     for i in 0..20 {
-        last = writer.put(&route("app1", &format!("slot{i}")), "v2", None).await.unwrap();
+        last = writer
+            .put(&route("app1", &format!("slot{i}")), "v2", None)
+            .await
+            .unwrap();
     }
     writer.delete(&route("app1", "instance1")).await.unwrap();
-    last = writer.put(&route("app1", "slot0"), "v3", None).await.unwrap().max(last);
+    last = writer
+        .put(&route("app1", "slot0"), "v3", None)
+        .await
+        .unwrap()
+        .max(last);
     etcd.restart(0);
     follower.until(last).await;
 
@@ -160,28 +187,45 @@ async fn compaction_during_a_disconnect_leads_to_a_full_reread() {
     let watcher_store = store(vec![endpoints[0].clone()]);
     let writer = store(endpoints[1..].to_vec());
     for i in 0..3 {
-        writer.put(&route("app1", &format!("instance{i}")), "v1", None).await.unwrap();
+        writer
+            .put(&route("app1", &format!("instance{i}")), "v1", None)
+            .await
+            .unwrap();
     }
     let mut follower = Follower::start(&watcher_store).await;
 
     etcd.kill(0);
-    writer.put(&route("app1", "instance0"), "v2", None).await.unwrap();
+    writer
+        .put(&route("app1", "instance0"), "v2", None)
+        .await
+        .unwrap();
     writer.delete(&route("app1", "instance1")).await.unwrap();
-    let last = writer.put(&route("app2", "instance0"), "v9", None).await.unwrap();
+    let last = writer
+        .put(&route("app2", "instance0"), "v9", None)
+        .await
+        .unwrap();
     // Compact through a live member, past the watcher's next revision.
     etcd.compact(last);
     etcd.restart(0);
     follower.until(last).await;
 
-    assert_eq!(follower.resyncs, 1, "compaction must be reported as a re-read");
+    assert_eq!(
+        follower.resyncs, 1,
+        "compaction must be reported as a re-read"
+    );
     let expected = fresh(&writer).await;
     assert_eq!(follower.snapshot.apps, expected.apps);
     assert_eq!(follower.snapshot.apps["app1"].routes["instance0"], "v2");
-    assert!(!follower.snapshot.apps["app1"].routes.contains_key("instance1"));
+    assert!(!follower.snapshot.apps["app1"]
+        .routes
+        .contains_key("instance1"));
     assert_eq!(follower.snapshot.apps["app2"].routes["instance0"], "v9");
 
     // And the watch keeps delivering after the re-read.
-    let after = writer.put(&route("app1", "instance2"), "v2", None).await.unwrap();
+    let after = writer
+        .put(&route("app1", "instance2"), "v2", None)
+        .await
+        .unwrap();
     follower.until(after).await;
     assert_eq!(follower.snapshot.apps["app1"].routes["instance2"], "v2");
 }
@@ -190,7 +234,10 @@ async fn compaction_during_a_disconnect_leads_to_a_full_reread() {
 async fn a_cluster_with_one_member_down_keeps_serving() {
     let mut etcd = Etcd::cluster(3);
     let store = store(etcd.endpoints());
-    store.put(&route("app1", "warmup"), "v1", None).await.unwrap();
+    store
+        .put(&route("app1", "warmup"), "v1", None)
+        .await
+        .unwrap();
     let mut follower = Follower::start(&store).await;
 
     // Member 0 is the one the store and the watch are connected to.
@@ -199,8 +246,14 @@ async fn a_cluster_with_one_member_down_keeps_serving() {
     for i in 0..100 {
         let key = route("app1", &format!("slot{i}"));
         let value = format!("v{i}");
-        last = store.put(&key, value.clone(), None).await.unwrap_or_else(|e| panic!("write {i}: {e}"));
-        let (_, kv) = store.get(&key).await.unwrap_or_else(|e| panic!("read {i}: {e}"));
+        last = store
+            .put(&key, value.clone(), None)
+            .await
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+        let (_, kv) = store
+            .get(&key)
+            .await
+            .unwrap_or_else(|e| panic!("read {i}: {e}"));
         assert_eq!(kv.expect("written key").value, value.as_bytes());
     }
     follower.until(last).await;
@@ -209,9 +262,18 @@ async fn a_cluster_with_one_member_down_keeps_serving() {
 
     // A store that starts while the member is still down works too.
     let late = self::store(etcd.endpoints());
-    wait_for_async("a read through a store whose first member is down", Duration::from_secs(10), || {
-        let late = late.clone();
-        async move { late.get(&route("app1", "slot99")).await.ok().and_then(|(_, kv)| kv) }
-    })
+    wait_for_async(
+        "a read through a store whose first member is down",
+        Duration::from_secs(10),
+        || {
+            let late = late.clone();
+            async move {
+                late.get(&route("app1", "slot99"))
+                    .await
+                    .ok()
+                    .and_then(|(_, kv)| kv)
+            }
+        },
+    )
     .await;
 }

@@ -45,7 +45,10 @@ impl Etcd {
 
     /// Starts an `n`-member cluster and waits until every member is healthy.
     pub fn cluster(n: usize) -> Etcd {
-        let dir = tempfile::Builder::new().prefix("disco-etcd-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("disco-etcd-")
+            .tempdir()
+            .expect("temp dir");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
@@ -209,12 +212,13 @@ impl Drop for Etcd {
 
 /// True if etcd on `port` answers `/health` with `"health":"true"`.
 fn health(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;

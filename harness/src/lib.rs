@@ -49,11 +49,20 @@ where
 /// Finds a program in the usual places; panics with an install hint if it is missing,
 /// so that a test never passes by skipping the real thing.
 pub fn program(name: &str, package: &str) -> std::path::PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"] {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/sbin",
+        "/bin",
+    ] {
         let p = std::path::Path::new(dir).join(name);
         if p.exists() {
             return p;
         }
     }
-    panic!("{name} not found: install it with `apt-get install -y {package}` (scripts/test.sh does)");
+    panic!(
+        "{name} not found: install it with `apt-get install -y {package}` (scripts/test.sh does)"
+    );
 }

@@ -1,0 +1,35 @@
+//! One module per command group.
+
+pub mod app;
+pub mod endpoint;
+pub mod route;
+pub mod status;
+
+use disco::validate;
+
+/// clap value parsers that validate names the way the agent will.
+pub fn app_name(s: &str) -> Result<String, String> {
+    validate::name("app name", s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+pub fn instance_name(s: &str) -> Result<String, String> {
+    validate::name("instance name", s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+pub fn version_name(s: &str) -> Result<String, String> {
+    validate::name("version name", s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+pub fn address(s: &str) -> Result<String, String> {
+    validate::address(s)
+        .map(|a| a.to_string())
+        .map_err(|e| e.to_string())
+}
+pub fn health_path(s: &str) -> Result<String, String> {
+    validate::health_path(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}

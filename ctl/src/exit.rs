@@ -1,0 +1,57 @@
+//! discoctl's exit codes: stable and documented, because CI jobs branch on them.
+
+/// Success.
+pub const OK: i32 = 0;
+/// An error not covered below (etcd unreachable, unexpected answer).
+pub const ERROR: i32 = 1;
+/// Bad command line or bad input (invalid name, address, unknown app); nothing written.
+pub const USAGE: i32 = 2;
+/// Timed out waiting for agents to apply a change; the agents are named.
+#[allow(dead_code)] // documented now, returned once commands wait for agents
+pub const TIMEOUT: i32 = 3;
+/// A concurrent change touched what this command read; nothing written.
+pub const CONFLICT: i32 = 4;
+/// A precondition failed (e.g. no endpoint of the version); nothing written.
+pub const PRECONDITION: i32 = 5;
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(code: i32, error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code,
+            error: error.into(),
+        }
+    }
+}
+
+/// Maps any error to its exit code: typed library errors decide, the rest is `ERROR`.
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error = e.into();
+        let code = match error.downcast_ref::<disco::change::CommitError>() {
+            Some(disco::change::CommitError::Conflict(_)) => CONFLICT,
+            _ if error.downcast_ref::<disco::validate::Invalid>().is_some() => USAGE,
+            _ => ERROR,
+        };
+        Failure { code, error }
+    }
+}
+
+/// Shorthand for command results.
+pub type Result<T = ()> = std::result::Result<T, Failure>;
+
+/// Fails with `USAGE`.
+pub fn usage(msg: impl std::fmt::Display) -> Failure {
+    Failure::new(USAGE, anyhow::anyhow!("{msg}"))
+}
+
+/// Fails with `PRECONDITION`.
+pub fn precondition(msg: impl std::fmt::Display) -> Failure {
+    Failure::new(PRECONDITION, anyhow::anyhow!("{msg}"))
+}
