@@ -292,6 +292,9 @@ pub struct TargetStatus {
     pub hash: String,
     /// The revision this content was rendered from.
     pub revision: i64,
+    /// Reloads this agent has made of this target since it started.
+    #[serde(default)]
+    pub reloads: u64,
 }
 
 /// A record kept out of the routing state, and why.

@@ -362,7 +362,7 @@ mod tests {
         let app = &s.apps["app1"];
         assert_eq!(app.routes["instance1"], "v2");
         assert_eq!(app.routes["instance4"], "v1");
-        assert!(app.endpoints.get("instance3").is_none());
+        assert!(!app.endpoints.contains_key("instance3"));
         assert!(s
             .rejected
             .contains_key("/disco/apps/app1/endpoints/instance3/v1"));

@@ -1,0 +1,249 @@
+//! The agent's configuration file (`/etc/disco/agent.toml`), parsed once into a
+//! validated [`Config`]. Every field is documented with its default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use disco::store::EtcdConfig;
+use serde::{Deserialize, Serialize};
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This agent's id, under `<prefix>/agents/<id>`. Default: the host name.
+    pub agent_id: String,
+    /// Key prefix of the disco key space. Default: `/disco`.
+    pub prefix: String,
+    /// How to reach etcd (endpoints, auth, TLS, timeouts).
+    pub etcd: EtcdConfig,
+    /// Where the last applied snapshot is kept, so that a restart while etcd is down
+    /// still serves the last known routing. Default: `/var/lib/disco/<agent_id>.snapshot.json`.
+    pub cache_path: Option<PathBuf>,
+    /// Time-to-live of the status key's lease: a dead agent's status disappears after
+    /// it. Default: `10s`.
+    #[serde(with = "humantime_serde")]
+    pub status_ttl: Duration,
+    /// Longest a change waits to be batched with the changes after it. An agent that
+    /// has been idle for this long applies a change at once; during a burst it applies
+    /// at most once per `max_delay`. Default: `250ms`.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+    /// The files this agent owns (LB role). Default: none.
+    #[serde(rename = "target")]
+    pub targets: Vec<TargetConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            agent_id: hostname(),
+            prefix: "/disco".into(),
+            etcd: EtcdConfig::default(),
+            cache_path: None,
+            status_ttl: Duration::from_secs(10),
+            max_delay: Duration::from_millis(250),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// What a target renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The built-in HAProxy renderer: a fragment loaded with a second `-f`.
+    Haproxy,
+    /// The built-in nginx renderer: a file `include`d in the `http {}` block.
+    Nginx,
+    /// A user's MiniJinja template.
+    Template,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Haproxy => "haproxy",
+            Kind::Nginx => "nginx",
+            Kind::Template => "template",
+        })
+    }
+}
+
+/// One file the agent owns, and how to check and reload it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A name for logs and status. Default: the kind.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `haproxy`, `nginx` or `template`.
+    pub kind: Kind,
+    /// The file the agent writes (atomically). Required.
+    pub path: PathBuf,
+    /// For `template`: the MiniJinja template file. Required for templates.
+    #[serde(default)]
+    pub template: Option<PathBuf>,
+    /// Validation command, program and arguments (no shell). `{staged}` is replaced by
+    /// the path of the new file before it is installed; without `{staged}` the command
+    /// runs after installing, and a failure restores the previous file.
+    /// Default: haproxy `["haproxy", "-c", "-q", "-f", <haproxy_config>, "-f", "{staged}"]`;
+    /// nginx `["nginx", "-t", "-q"]` (plus `nginx_args`); template: none.
+    #[serde(default)]
+    pub check: Option<Vec<String>>,
+    /// Reload command (no shell). Default: haproxy reloads through `master_socket`,
+    /// nginx by `nginx -s reload` (plus `nginx_args`) and waits for a new worker
+    /// generation; template: none.
+    #[serde(default)]
+    pub reload: Option<Vec<String>>,
+    /// HAProxy: the operator's main configuration, loaded before the fragment.
+    /// Default: `/etc/haproxy/haproxy.cfg`.
+    #[serde(default)]
+    pub haproxy_config: Option<PathBuf>,
+    /// HAProxy: the master CLI socket (`haproxy -W -S <socket>`), used to reload and to
+    /// confirm a new worker took over. Default: `/run/haproxy-master.sock`.
+    #[serde(default)]
+    pub master_socket: Option<PathBuf>,
+    /// nginx: extra arguments for every nginx command, e.g. `["-p", "/srv/lb", "-c",
+    /// "/srv/lb/nginx.conf"]`. Default: none.
+    #[serde(default)]
+    pub nginx_args: Vec<String>,
+    /// nginx: the master's pid file, to confirm a new worker generation after a reload.
+    /// Default: `/run/nginx.pid`.
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
+    /// Bound on each check or reload command, and on waiting for a reload to take.
+    /// Default: `30s`.
+    #[serde(default = "default_command_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl TargetConfig {
+    /// The target's name in logs and status.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.kind.to_string())
+    }
+}
+
+/// The host name, or `localhost`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses a config that cannot work, naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        disco::validate::name("agent id", &self.agent_id)?;
+        disco::Keyspace::new(&self.prefix)?;
+        let mut names = std::collections::BTreeSet::new();
+        for t in &self.targets {
+            let name = t.name();
+            disco::validate::name("target name", &name)?;
+            anyhow::ensure!(
+                names.insert(name.clone()),
+                "target {name:?} is configured twice"
+            );
+            anyhow::ensure!(
+                t.path.is_absolute(),
+                "target {name:?}: path {} must be absolute",
+                t.path.display()
+            );
+            if t.kind == Kind::Template {
+                anyhow::ensure!(
+                    t.template.is_some(),
+                    "target {name:?}: a template target needs `template`"
+                );
+            }
+            for (what, argv) in [("check", &t.check), ("reload", &t.reload)] {
+                if let Some(argv) = argv {
+                    anyhow::ensure!(
+                        !argv.is_empty(),
+                        "target {name:?}: `{what}` must name a program"
+                    );
+                }
+            }
+        }
+        anyhow::ensure!(!self.status_ttl.is_zero(), "status_ttl must be more than 0");
+        Ok(())
+    }
+
+    /// The snapshot cache path.
+    pub fn cache_path(&self) -> PathBuf {
+        self.cache_path.clone().unwrap_or_else(|| {
+            PathBuf::from(format!("/var/lib/disco/{}.snapshot.json", self.agent_id))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses_and_defaults_fill_the_rest() {
+        let c: Config = toml::from_str(
+            r#"
+            agent_id = "lb1"
+            max_delay = "100ms"
+            [etcd]
+            endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+            request_timeout = "3s"
+            [[target]]
+            kind = "haproxy"
+            path = "/etc/haproxy/conf.d/disco.cfg"
+            master_socket = "/run/haproxy-master.sock"
+            [[target]]
+            kind = "template"
+            name = "upstreams"
+            path = "/etc/app/upstreams.conf"
+            template = "/etc/disco/upstreams.j2"
+            reload = ["systemctl", "reload", "app"]
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.prefix, "/disco");
+        assert_eq!(c.max_delay, Duration::from_millis(100));
+        assert_eq!(c.etcd.request_timeout, Duration::from_secs(3));
+        assert_eq!(c.targets[1].name(), "upstreams");
+        assert_eq!(c.targets[0].timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn bad_configs_say_what_is_wrong() {
+        for (text, expect) in [
+            ("agent_id = \"lb 1\"", "whitespace"),
+            ("prefix = \"disco\"", "must start with '/'"),
+            ("unknown_field = 1", "unknown field"),
+            ("[[target]]\nkind = \"template\"\npath = \"/x\"", "needs `template`"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"relative.cfg\"", "must be absolute"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\n[[target]]\nkind = \"haproxy\"\npath = \"/b\"", "configured twice"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\nreload = []", "must name a program"),
+            ("[[target]]\nkind = \"squid\"\npath = \"/a\"", "unknown variant"),
+        ] {
+            let err = toml::from_str::<Config>(text)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| c.validate().map(|_| c))
+                .unwrap_err();
+            assert!(format!("{err:#}").contains(expect), "{text}: {err:#}");
+        }
+    }
+}

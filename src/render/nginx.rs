@@ -1,0 +1,599 @@
+//! The built-in nginx renderer: a file `include`d inside the operator's `http { }`
+//! block (so only `upstream`, `geo`, `map` and `server` blocks) that gives every HTTP
+//! app with a `listen` address a working load balancer. nginx 1.22 syntax, open-source
+//! modules only.
+//!
+//! Per app:
+//!
+//! - `upstream disco_<app>` holds the endpoints of the routed slots; nginx OSS has only
+//!   passive health checks (`max_fails`, `fail_timeout`). A version at 0% of the
+//!   traffic is left out (nginx weights start at 1).
+//! - A dark canary adds `upstream disco-dark_<app>` and a `map` chain selecting it:
+//!   a `geo` for source networks, one `map` per header (`$http_<name>`, lowercase,
+//!   `-` → `_`) or cookie (a regex over `$http_cookie`, so that names with `-` work and
+//!   names match case-sensitively as in HAProxy). Values are matched exactly and
+//!   case-sensitively, as anchored regexes: nginx compares plain map strings ignoring
+//!   case. Header names with `_` turn on `underscores_in_headers` for that server.
+//! - `server` listens on the app's address and proxies with HTTP/1.1 keep-alive to the
+//!   upstream, retrying on another server after an error, a timeout or a 502/503/504
+//!   (`proxy_next_upstream`; never for a non-idempotent request already sent).
+//! - An app with no routable endpoint keeps its server, which answers `503`.
+//! - TCP apps are not rendered (with a warning): this file lives in `http { }`; they
+//!   need an nginx `stream` target.
+//!
+//! nginx variable names allow only `[A-Za-z0-9_]`, so an app name is escaped in them:
+//! `_` → `__`, `.` → `_2e`, `-` → `_2d` (`my.app-2` → `$disco_my_2eapp_2d2_upstream`).
+//! The escape is reversible, so two apps never share a variable.
+
+use std::fmt::{self, Write};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{self, AppPlan, Backend, DarkMatch};
+use super::{header, Rendered};
+use crate::model::Mode;
+use crate::validate::Address;
+use crate::Snapshot;
+
+/// Tuning of the nginx output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NginxOptions {
+    /// Failed attempts within `fail_timeout` after which a server is skipped
+    /// (`max_fails`; 0 disables). Default 1.
+    pub max_fails: u32,
+    /// The window for `max_fails`, and how long a failed server is then skipped
+    /// (`fail_timeout`). Default `"10s"`.
+    #[serde(with = "humantime_serde")]
+    pub fail_timeout: Duration,
+    /// Servers tried for one request, the first included (`proxy_next_upstream_tries`;
+    /// 0 means no limit). Default 3.
+    pub next_upstream_tries: u32,
+    /// Idle keep-alive connections to an upstream kept open per worker (`keepalive`; 0
+    /// renders none). Default 32.
+    pub keepalive: u32,
+    /// How long to wait for a connection to a server (`proxy_connect_timeout`). Default
+    /// `"5s"`.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Server inactivity timeout, reading and sending (`proxy_read_timeout`,
+    /// `proxy_send_timeout`). Default `"30s"`.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+}
+
+impl Default for NginxOptions {
+    fn default() -> Self {
+        NginxOptions {
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            next_upstream_tries: 3,
+            keepalive: 32,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Renders every HTTP app that has a `listen` address into nginx `http { }` blocks.
+pub fn nginx(snapshot: &Snapshot, options: &NginxOptions) -> Rendered {
+    let plan = plan::plan(snapshot);
+    let mut warnings = plan.warnings.clone();
+    let apps = plan::rendered_apps(&plan.apps, &mut warnings, |app| {
+        (app.mode == Mode::Tcp).then(|| {
+            format!(
+                "{}: tcp app not rendered: the nginx file is included in http {{ }}; it needs an nginx stream target",
+                app.name
+            )
+        })
+    });
+    let mut text = header();
+    write_file(&mut text, &apps, options).expect("writing to a String cannot fail");
+    Rendered { text, warnings }
+}
+
+fn write_file(out: &mut String, apps: &[(&AppPlan, &Address)], o: &NginxOptions) -> fmt::Result {
+    writeln!(
+        out,
+        "# Include it inside the http {{ }} block of nginx.conf."
+    )?;
+    for (app, listen) in apps {
+        write_app(out, app, listen, o)?;
+    }
+    Ok(())
+}
+
+/// Where an app's requests go.
+enum Target {
+    /// A fixed upstream.
+    Upstream(String),
+    /// The upstream named by a variable; empty means 503.
+    Variable { name: String, may_be_empty: bool },
+    /// Nowhere: 503.
+    Unavailable,
+}
+
+fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions) -> fmt::Result {
+    let name = app.name;
+    let var = format!("disco_{}", variable_safe(name));
+    let routed = format!("disco_{name}");
+    writeln!(out)?;
+    writeln!(out, "# {name}: http on {listen}")?;
+    let has_routed = write_upstream(out, &routed, &app.routed, o)?;
+    let mut underscores = false;
+    let target = match &app.dark {
+        None if has_routed => Target::Upstream(routed),
+        None => Target::Unavailable,
+        Some(dark) => {
+            let dark_upstream = format!("disco-dark_{name}");
+            writeln!(out, "# {name}: dark canary, {}", dark.version)?;
+            write_upstream(out, &dark_upstream, &dark.backend, o)?;
+            // 0/1 flags: one for all networks, one per header or cookie match (numbered by
+            // its place in the policy); the request is dark if any flag is 1.
+            let mut flags = Vec::new();
+            let networks: Vec<&String> = dark
+                .matches
+                .iter()
+                .filter_map(|m| match m {
+                    DarkMatch::Network(net) => Some(net),
+                    _ => None,
+                })
+                .collect();
+            if !networks.is_empty() {
+                let flag = format!("${var}_src");
+                writeln!(out, "geo {flag} {{")?;
+                writeln!(out, "    default 0;")?;
+                for net in networks {
+                    writeln!(out, "    {net} 1;")?;
+                }
+                writeln!(out, "}}")?;
+                flags.push(flag);
+            }
+            for (i, m) in dark.matches.iter().enumerate() {
+                let (source, pattern) = match m {
+                    DarkMatch::Header { name, value } => {
+                        underscores |= name.contains('_');
+                        let header = name.to_ascii_lowercase().replace('-', "_");
+                        (
+                            format!("$http_{header}"),
+                            format!("~^{}$", regex_literal(value)),
+                        )
+                    }
+                    DarkMatch::Cookie { name, value } => (
+                        "$http_cookie".to_string(),
+                        format!(
+                            "\"~(^|;)\\s*{}={}\\s*(;|$)\"",
+                            regex_literal(name),
+                            regex_literal(value)
+                        ),
+                    ),
+                    DarkMatch::Network(_) => continue,
+                };
+                let flag = format!("${var}_m{i}");
+                writeln!(out, "map {source} {flag} {{")?;
+                writeln!(out, "    default 0;")?;
+                writeln!(out, "    {pattern} 1;")?;
+                writeln!(out, "}}")?;
+                flags.push(flag);
+            }
+            let selector = format!("${var}_upstream");
+            writeln!(out, "map {} {selector} {{", flags.concat())?;
+            if has_routed {
+                writeln!(out, "    default {routed};")?;
+            } else {
+                writeln!(out, "    default \"\";")?;
+            }
+            writeln!(out, "    ~1 {dark_upstream};")?;
+            writeln!(out, "}}")?;
+            Target::Variable {
+                name: selector,
+                may_be_empty: !has_routed,
+            }
+        }
+    };
+    writeln!(out, "server {{")?;
+    writeln!(out, "    listen {listen};")?;
+    if underscores {
+        writeln!(out, "    underscores_in_headers on;")?;
+    }
+    writeln!(out, "    location / {{")?;
+    let pass = match target {
+        Target::Unavailable => {
+            writeln!(out, "        # no routable endpoint")?;
+            writeln!(out, "        return 503;")?;
+            writeln!(out, "    }}")?;
+            return writeln!(out, "}}");
+        }
+        Target::Upstream(upstream) => upstream,
+        Target::Variable { name, may_be_empty } => {
+            if may_be_empty {
+                writeln!(
+                    out,
+                    "        # no routable endpoint outside the dark canary"
+                )?;
+                writeln!(out, "        if ({name} = \"\") {{")?;
+                writeln!(out, "            return 503;")?;
+                writeln!(out, "        }}")?;
+            }
+            name
+        }
+    };
+    writeln!(out, "        proxy_pass http://{pass};")?;
+    writeln!(out, "        proxy_http_version 1.1;")?;
+    writeln!(out, "        proxy_set_header Connection \"\";")?;
+    writeln!(out, "        proxy_set_header Host $http_host;")?;
+    writeln!(
+        out,
+        "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"
+    )?;
+    writeln!(
+        out,
+        "        proxy_next_upstream error timeout http_502 http_503 http_504;"
+    )?;
+    writeln!(
+        out,
+        "        proxy_next_upstream_tries {};",
+        o.next_upstream_tries
+    )?;
+    writeln!(
+        out,
+        "        proxy_connect_timeout {};",
+        plan::duration(o.connect_timeout)
+    )?;
+    writeln!(
+        out,
+        "        proxy_read_timeout {};",
+        plan::duration(o.read_timeout)
+    )?;
+    writeln!(
+        out,
+        "        proxy_send_timeout {};",
+        plan::duration(o.read_timeout)
+    )?;
+    writeln!(out, "    }}")?;
+    writeln!(out, "}}")
+}
+
+/// Writes `upstream <name>` unless no server takes traffic (nginx refuses an empty
+/// upstream). Returns whether it was written.
+fn write_upstream(
+    out: &mut String,
+    name: &str,
+    backend: &Backend,
+    o: &NginxOptions,
+) -> Result<bool, fmt::Error> {
+    if !backend.takes_traffic() {
+        return Ok(false);
+    }
+    writeln!(out, "upstream {name} {{")?;
+    for s in &backend.servers {
+        if s.weight == 0 {
+            writeln!(
+                out,
+                "    # {} {} {}: 0% of the traffic, left out",
+                s.instance, s.version, s.address
+            )?;
+        } else {
+            writeln!(
+                out,
+                "    server {} weight={} max_fails={} fail_timeout={};  # {} {}",
+                s.address,
+                s.weight,
+                o.max_fails,
+                plan::duration(o.fail_timeout),
+                s.instance,
+                s.version
+            )?;
+        }
+    }
+    if o.keepalive > 0 {
+        writeln!(out, "    keepalive {};", o.keepalive)?;
+    }
+    writeln!(out, "}}")?;
+    Ok(true)
+}
+
+/// A name made of `[A-Za-z0-9._-]` as the `[A-Za-z0-9_]` of an nginx variable name:
+/// `_` → `__`, `.` → `_2e`, `-` → `_2d`. Reversible, so distinct names stay distinct.
+fn variable_safe(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '_' => out.push_str("__"),
+            c if c.is_ascii_alphanumeric() => out.push(c),
+            c => {
+                let _ = write!(out, "_{:02x}", u32::from(c));
+            }
+        }
+    }
+    out
+}
+
+/// `s` as a PCRE literal: metacharacters get a backslash. Validated values contain
+/// only `.` and `+` of these, and no letter ever follows a backslash (nginx would read
+/// `\t`, `\n`, `\r` as control characters).
+fn regex_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Keyspace;
+
+    fn render(kvs: &[(&str, &str)]) -> Rendered {
+        nginx(
+            &Snapshot::from_kvs(&Keyspace::default(), 5, kvs.iter().copied()),
+            &NginxOptions::default(),
+        )
+    }
+
+    /// The lines of the block that starts with `title {`.
+    fn block(text: &str, title: &str) -> Vec<String> {
+        let start = text
+            .find(&format!("\n{title} {{\n"))
+            .unwrap_or_else(|| panic!("no {title:?} in\n{text}"));
+        text[start + 1..]
+            .lines()
+            .skip(1)
+            .take_while(|l| *l != "}")
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+
+    const APP1: [(&str, &str); 5] = [
+        ("/disco/apps/app1/policy", r#"{"listen":"127.0.0.1:8080"}"#),
+        ("/disco/apps/app1/routes/instance1", "v2"),
+        ("/disco/apps/app1/routes/instance2", "v1"),
+        (
+            "/disco/apps/app1/endpoints/instance1/v2",
+            r#"{"address":"127.0.0.1:9101","health_path":"/healthz"}"#,
+        ),
+        (
+            "/disco/apps/app1/endpoints/instance2/v1",
+            r#"{"address":"127.0.0.1:9002","weight":50}"#,
+        ),
+    ];
+
+    #[test]
+    fn an_app_gets_an_upstream_and_a_server_that_retries_elsewhere() {
+        let r = render(&APP1);
+        assert!(
+            r.text
+                .starts_with("# Generated by disco-agent from etcd. Do not edit"),
+            "{}",
+            r.text
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert_eq!(
+            block(&r.text, "upstream disco_app1"),
+            [
+                "server 127.0.0.1:9101 weight=100 max_fails=1 fail_timeout=10s;  # instance1 v2",
+                "server 127.0.0.1:9002 weight=50 max_fails=1 fail_timeout=10s;  # instance2 v1",
+                "keepalive 32;",
+            ]
+        );
+        assert_eq!(
+            block(&r.text, "server"),
+            [
+                "listen 127.0.0.1:8080;",
+                "location / {",
+                "proxy_pass http://disco_app1;",
+                "proxy_http_version 1.1;",
+                "proxy_set_header Connection \"\";",
+                "proxy_set_header Host $http_host;",
+                "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                "proxy_next_upstream error timeout http_502 http_503 http_504;",
+                "proxy_next_upstream_tries 3;",
+                "proxy_connect_timeout 5s;",
+                "proxy_read_timeout 30s;",
+                "proxy_send_timeout 30s;",
+                "}",
+            ]
+        );
+        assert!(!r.text.contains("non_idempotent"));
+    }
+
+    #[test]
+    fn options_reach_the_output() {
+        let options = NginxOptions {
+            max_fails: 3,
+            fail_timeout: Duration::from_millis(2500),
+            next_upstream_tries: 2,
+            keepalive: 0,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(120),
+        };
+        let r = nginx(&Snapshot::from_kvs(&Keyspace::default(), 5, APP1), &options);
+        assert!(
+            r.text
+                .contains("weight=100 max_fails=3 fail_timeout=2500ms;"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("keepalive"));
+        for line in [
+            "proxy_next_upstream_tries 2;",
+            "proxy_connect_timeout 1s;",
+            "proxy_send_timeout 120s;",
+        ] {
+            assert!(r.text.contains(line), "{line}");
+        }
+        let parsed: NginxOptions = serde_json::from_str(r#"{"fail_timeout":"1m"}"#).unwrap();
+        assert_eq!(parsed.fail_timeout, Duration::from_secs(60));
+        assert!(serde_json::from_str::<NginxOptions>(r#"{"typo":1}"#).is_err());
+    }
+
+    #[test]
+    fn an_app_without_routable_endpoint_answers_503() {
+        let r = render(&[
+            ("/disco/apps/down/policy", r#"{"listen":"127.0.0.1:8081"}"#),
+            ("/disco/apps/down/routes/i1", "v1"),
+        ]);
+        assert!(!r.text.contains("upstream"), "{}", r.text);
+        assert_eq!(
+            block(&r.text, "server"),
+            [
+                "listen 127.0.0.1:8081;",
+                "location / {",
+                "# no routable endpoint",
+                "return 503;",
+                "}"
+            ]
+        );
+        assert_eq!(
+            r.warnings,
+            ["down/i1 routes to v1: no endpoint registered for the routed version; left out"]
+        );
+    }
+
+    #[test]
+    fn dark_canary_maps_select_the_dark_upstream() {
+        let mut kvs = APP1.to_vec();
+        kvs[0] = (
+            "/disco/apps/my.app-2/policy",
+            r#"{"listen":"127.0.0.1:8080","dark":{"version":"v2","matches":[
+                {"header":{"name":"X_Canary","value":"a.b+c"}},{"cookie":{"name":"dark-mode","value":"default"}},
+                {"cidr":"10.1.2.3/8"},{"cidr":"fd00::1/16"}]}}"#,
+        );
+        let kvs: Vec<(String, &str)> = kvs
+            .iter()
+            .map(|(k, v)| (k.replace("/app1/", "/my.app-2/"), *v))
+            .collect();
+        let r = nginx(
+            &Snapshot::from_kvs(&Keyspace::default(), 5, kvs),
+            &NginxOptions::default(),
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        let v = "$disco_my_2eapp_2d2";
+        assert_eq!(
+            block(&r.text, "upstream disco-dark_my.app-2"),
+            [
+                "server 127.0.0.1:9101 weight=100 max_fails=1 fail_timeout=10s;  # instance1 v2",
+                "keepalive 32;"
+            ]
+        );
+        assert_eq!(
+            block(&r.text, &format!("geo {v}_src")),
+            ["default 0;", "10.0.0.0/8 1;", "fd00::/16 1;"]
+        );
+        assert_eq!(
+            block(&r.text, &format!("map $http_x_canary {v}_m0")),
+            ["default 0;", r"~^a\.b\+c$ 1;"]
+        );
+        assert_eq!(
+            block(&r.text, &format!("map $http_cookie {v}_m1")),
+            ["default 0;", r#""~(^|;)\s*dark-mode=default\s*(;|$)" 1;"#]
+        );
+        assert_eq!(
+            block(&r.text, &format!("map {v}_src{v}_m0{v}_m1 {v}_upstream")),
+            ["default disco_my.app-2;", "~1 disco-dark_my.app-2;"]
+        );
+        let server = block(&r.text, "server");
+        assert_eq!(
+            server[..4],
+            [
+                "listen 127.0.0.1:8080;",
+                "underscores_in_headers on;",
+                "location / {",
+                &format!("proxy_pass http://{v}_upstream;")
+            ]
+        );
+    }
+
+    #[test]
+    fn dark_only_traffic_still_flows_when_no_slot_is_routable() {
+        let r = render(&[
+            (
+                "/disco/apps/a/policy",
+                r#"{"listen":"127.0.0.1:8080","dark":{"version":"v2","matches":[{"cidr":"127.0.0.1"}]}}"#,
+            ),
+            ("/disco/apps/a/routes/i1", "v1"),
+            (
+                "/disco/apps/a/endpoints/i1/v2",
+                r#"{"address":"127.0.0.1:9101"}"#,
+            ),
+        ]);
+        assert!(!r.text.contains("upstream disco_a "), "{}", r.text);
+        assert_eq!(
+            block(&r.text, "map $disco_a_src $disco_a_upstream"),
+            ["default \"\";", "~1 disco-dark_a;"]
+        );
+        let server = block(&r.text, "server");
+        assert_eq!(
+            server[2..7],
+            [
+                "# no routable endpoint outside the dark canary",
+                "if ($disco_a_upstream = \"\") {",
+                "return 503;",
+                "}",
+                "proxy_pass http://$disco_a_upstream;"
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_percent_versions_are_left_out_and_tcp_apps_are_not_rendered() {
+        let r = render(&[
+            (
+                "/disco/apps/w/policy",
+                r#"{"listen":"127.0.0.1:8080","weights":{"v2":0}}"#,
+            ),
+            ("/disco/apps/w/routes/i1", "v1"),
+            ("/disco/apps/w/routes/i2", "v2"),
+            (
+                "/disco/apps/w/endpoints/i1/v1",
+                r#"{"address":"127.0.0.1:9001"}"#,
+            ),
+            (
+                "/disco/apps/w/endpoints/i2/v2",
+                r#"{"address":"127.0.0.1:9002"}"#,
+            ),
+            (
+                "/disco/apps/db/policy",
+                r#"{"listen":"127.0.0.1:5432","mode":"tcp"}"#,
+            ),
+        ]);
+        assert_eq!(
+            block(&r.text, "upstream disco_w"),
+            [
+                "server 127.0.0.1:9001 weight=256 max_fails=1 fail_timeout=10s;  # i1 v1",
+                "# i2 v2 127.0.0.1:9002: 0% of the traffic, left out",
+                "keepalive 32;"
+            ]
+        );
+        assert!(!r.text.contains("5432"));
+        assert_eq!(
+            r.warnings,
+            ["db: tcp app not rendered: the nginx file is included in http { }; it needs an nginx stream target"]
+        );
+    }
+
+    #[test]
+    fn variable_names_are_escaped_reversibly() {
+        assert_eq!(variable_safe("app1"), "app1");
+        assert_eq!(variable_safe("my.app-2"), "my_2eapp_2d2");
+        assert_eq!(variable_safe("a_b"), "a__b");
+        // Names that a lossy mapping would merge stay apart.
+        let names = ["a-b", "a_b", "a.b", "a_2db", "a__b"];
+        let escaped: std::collections::BTreeSet<String> =
+            names.iter().map(|n| variable_safe(n)).collect();
+        assert_eq!(escaped.len(), names.len());
+        assert!(escaped
+            .iter()
+            .all(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')));
+    }
+
+    #[test]
+    fn regex_literals_escape_metacharacters() {
+        assert_eq!(regex_literal("a.b+c~d:e/f=g-h_i"), r"a\.b\+c~d:e/f=g-h_i");
+    }
+}
