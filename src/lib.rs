@@ -7,12 +7,14 @@
 //! - [`model`]: the values stored under those keys.
 //! - [`snapshot`]: the routing state at one revision, built from key/values and events.
 //! - [`change`]: a change as one compare-and-swap transaction with its audit record.
+//! - [`converge`]: waiting until every live LB agent has applied a revision.
 //! - [`render`]: snapshot → HAProxy, nginx or user-template configuration text.
 //! - [`store`]: etcd access that stays available while a minority of members is down,
 //!   and a watch that resumes after disconnects and re-reads after compaction.
 #![forbid(unsafe_code)]
 
 pub mod change;
+pub mod converge;
 pub mod keys;
 pub mod model;
 pub mod render;

@@ -32,6 +32,110 @@ pub struct Config {
     /// The files this agent owns (LB role). Default: none.
     #[serde(rename = "target")]
     pub targets: Vec<TargetConfig>,
+    /// Local instances this agent registers and health-checks (registration role).
+    /// Default: none.
+    #[serde(rename = "register")]
+    pub registrations: Vec<RegisterConfig>,
+    /// On SIGTERM, how long to wait for every live LB agent to apply the withdrawal of
+    /// this host's endpoints before exiting anyway (naming the agents that lagged).
+    /// Default: `30s`.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+/// One local instance to register: `<prefix>/apps/<app>/endpoints/<instance>/<version>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterConfig {
+    /// The app. Required.
+    pub app: String,
+    /// The instance slot. Required.
+    pub instance: String,
+    /// The version this instance runs. Required.
+    pub version: String,
+    /// `host:port` the proxies connect to. Required.
+    pub address: String,
+    /// Health check: a path (`/healthz`, checked at `http://<address><path>`) or a full
+    /// `http://` URL. The path is also published for the proxies' own checks.
+    /// Default: none (the instance counts as healthy while the agent runs).
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Time between checks. Default: `2s`.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Bound on one check. Default: `1s`.
+    #[serde(default = "default_check_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive passes before the endpoint is published (or marked passing again).
+    /// Default: 2.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures before the endpoint is marked failing, which takes it out
+    /// of every proxy. Default: 3.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+    /// TTL of the lease the endpoint is written under: if this agent or its host dies,
+    /// the endpoint disappears after it. Default: `10s`.
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Relative weight among the endpoints of one version, 1-256. Default: 100.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_weight() -> u32 {
+    100
+}
+
+impl RegisterConfig {
+    /// The health-check URL and the path published for the proxies, if any.
+    pub fn health_url(&self) -> Option<(String, String)> {
+        let h = self.health.as_ref()?;
+        if let Some(rest) = h.strip_prefix("http://") {
+            let path = rest.find('/').map(|i| rest[i..].to_string()).unwrap_or_else(|| "/".into());
+            Some((h.clone(), path))
+        } else {
+            Some((format!("http://{}{h}", self.address), h.clone()))
+        }
+    }
+
+    /// Refuses names, addresses and counts that cannot work, naming the entry.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let what = format!("register {}/{}/{}", self.app, self.instance, self.version);
+        let ctx = |e: disco::validate::Invalid| anyhow::anyhow!("{what}: {e}");
+        disco::validate::name("app name", &self.app).map_err(ctx)?;
+        disco::validate::name("instance name", &self.instance).map_err(ctx)?;
+        disco::validate::name("version name", &self.version).map_err(ctx)?;
+        disco::validate::address(&self.address).map_err(ctx)?;
+        if let Some(h) = &self.health {
+            anyhow::ensure!(
+                h.starts_with('/') || h.starts_with("http://"),
+                "{what}: health {h:?} must be a path (/healthz) or an http:// URL"
+            );
+            let (_, path) = self.health_url().expect("health is set");
+            disco::validate::health_path(&path).map_err(ctx)?;
+        }
+        anyhow::ensure!(self.rise >= 1 && self.fall >= 1, "{what}: rise and fall must be at least 1");
+        anyhow::ensure!((1..=256).contains(&self.weight), "{what}: weight must be 1-256");
+        anyhow::ensure!(self.lease_ttl >= Duration::from_secs(2), "{what}: lease_ttl must be at least 2s");
+        anyhow::ensure!(!self.interval.is_zero() && !self.timeout.is_zero(), "{what}: interval and timeout must be more than 0");
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -44,6 +148,8 @@ impl Default for Config {
             status_ttl: Duration::from_secs(10),
             max_delay: Duration::from_millis(250),
             targets: Vec::new(),
+            registrations: Vec::new(),
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -181,6 +287,17 @@ impl Config {
                 }
             }
         }
+        let mut registered = std::collections::BTreeSet::new();
+        for r in &self.registrations {
+            r.validate()?;
+            anyhow::ensure!(
+                registered.insert((&r.app, &r.instance, &r.version)),
+                "register {}/{}/{} is configured twice",
+                r.app,
+                r.instance,
+                r.version
+            );
+        }
         anyhow::ensure!(!self.status_ttl.is_zero(), "status_ttl must be more than 0");
         Ok(())
     }
@@ -238,6 +355,10 @@ mod tests {
             ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\n[[target]]\nkind = \"haproxy\"\npath = \"/b\"", "configured twice"),
             ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\nreload = []", "must name a program"),
             ("[[target]]\nkind = \"squid\"\npath = \"/a\"", "unknown variant"),
+            ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5\"", "expected host:port"),
+            ("[[register]]\napp = \"a b\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"", "whitespace"),
+            ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"\nhealth = \"healthz\"", "must be a path"),
+            ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"\nrise = 0", "at least 1"),
         ] {
             let err = toml::from_str::<Config>(text)
                 .map_err(anyhow::Error::from)

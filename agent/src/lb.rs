@@ -10,20 +10,11 @@ use std::time::Duration;
 use disco::model::{now_rfc3339, AgentStatus, TargetStatus};
 use disco::store::{Store, WatchSettings, WatchUpdate};
 use disco::{Keyspace, Snapshot};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::target::{Outcome, Target};
-
-/// Why the loop ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGTERM/SIGINT: stop, withdraw the status.
-    Shutdown,
-    /// SIGHUP: re-read the configuration.
-    Reload,
-}
 
 struct Lb {
     config: Config,
@@ -35,12 +26,9 @@ struct Lb {
     publish: watch::Sender<Option<AgentStatus>>,
 }
 
-/// Runs the LB role until a signal arrives; returns it.
-pub async fn run(
-    config: Config,
-    store: Store,
-    signals: &mut mpsc::Receiver<Signal>,
-) -> anyhow::Result<Signal> {
+/// Runs the LB role (and publishes the agent's status, whatever its roles) until `stop`
+/// turns true; then withdraws the status.
+pub async fn run(config: Config, store: Store, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let keyspace = Keyspace::new(&config.prefix)?;
     let targets = config
         .targets
@@ -58,6 +46,9 @@ pub async fn run(
     if !targets.is_empty() {
         roles.push("lb".to_string());
     }
+    if !config.registrations.is_empty() {
+        roles.push("register".to_string());
+    }
     let mut lb = Lb {
         status: AgentStatus {
             id: config.agent_id.clone(),
@@ -72,18 +63,14 @@ pub async fn run(
         snapshot: Snapshot::default(),
         publish,
     };
-    let result = lb.serve(&store, signals).await;
+    let result = lb.serve(&store, &mut stop).await;
     let _ = stop_status.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
     result
 }
 
 impl Lb {
-    async fn serve(
-        &mut self,
-        store: &Store,
-        signals: &mut mpsc::Receiver<Signal>,
-    ) -> anyhow::Result<Signal> {
+    async fn serve(&mut self, store: &Store, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
         // The first read; while etcd is unreachable, serve the cached snapshot.
         let mut backoff = Duration::from_millis(100);
         let mut served_cache = false;
@@ -113,7 +100,7 @@ impl Lb {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        signal = signals.recv() => return Ok(signal.unwrap_or(Signal::Shutdown)),
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -141,7 +128,7 @@ impl Lb {
                     }
                 }
                 _ = tokio::time::sleep_until(due), if pending => {}
-                signal = signals.recv() => return Ok(signal.unwrap_or(Signal::Shutdown)),
+                _ = stop.wait_for(|s| *s) => return Ok(()),
             }
             if pending && Instant::now() >= last_apply + max_delay {
                 pending = false;

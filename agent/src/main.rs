@@ -6,6 +6,7 @@ mod atomic_write;
 mod command;
 mod config;
 mod lb;
+mod register;
 mod reload;
 mod status;
 mod target;
@@ -14,10 +15,19 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use config::Config;
-use lb::Signal;
+use register::Control;
+
+/// What the process was told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM/SIGINT: drain registrations, withdraw the status, exit.
+    Shutdown,
+    /// SIGHUP: re-read the configuration.
+    Reload,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -49,11 +59,86 @@ struct Cli {
     /// Log format (level from RUST_LOG, default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Register one instance (no config file needed): publish it under a lease,
+    /// health-check it, and on SIGTERM withdraw it and wait for the LB agents.
+    Register {
+        /// The app.
+        #[arg(long)]
+        app: String,
+        /// The instance slot.
+        #[arg(long)]
+        instance: String,
+        /// The version this instance runs.
+        #[arg(long)]
+        version: String,
+        /// host:port the proxies connect to.
+        #[arg(long)]
+        address: String,
+        /// Health check path (/healthz) or http:// URL.
+        #[arg(long)]
+        health: Option<String>,
+        /// Time between checks.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Consecutive passes before publishing.
+        #[arg(long, default_value_t = 2)]
+        rise: u32,
+        /// Consecutive failures before marking failing.
+        #[arg(long, default_value_t = 3)]
+        fall: u32,
+        /// Lease TTL.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        lease_ttl: std::time::Duration,
+        /// Weight among the version's endpoints, 1-256.
+        #[arg(long, default_value_t = 100)]
+        weight: u32,
+        /// Bound on waiting for the LB agents when draining.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        drain_timeout: std::time::Duration,
+    },
 }
 
 impl Cli {
     fn load(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(&self.config)?;
+        let mut config = match &self.command {
+            None => Config::load(&self.config)?,
+            Some(Sub::Register {
+                app,
+                instance,
+                version,
+                address,
+                health,
+                interval,
+                rise,
+                fall,
+                lease_ttl,
+                weight,
+                drain_timeout,
+            }) => Config {
+                registrations: vec![config::RegisterConfig {
+                    app: app.clone(),
+                    instance: instance.clone(),
+                    version: version.clone(),
+                    address: address.clone(),
+                    health: health.clone(),
+                    interval: *interval,
+                    timeout: (*interval).min(std::time::Duration::from_secs(1)),
+                    rise: *rise,
+                    fall: *fall,
+                    lease_ttl: *lease_ttl,
+                    weight: *weight,
+                }],
+                drain_timeout: *drain_timeout,
+                cache_path: Some(std::env::temp_dir().join("disco-register.snapshot.json")),
+                ..Config::default()
+            },
+        };
         if let Some(id) = &self.agent_id {
             config.agent_id = id.clone();
         }
@@ -87,9 +172,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     let mut config = cli.load()?;
     loop {
-        tracing::info!(agent_id = %config.agent_id, targets = config.targets.len(), "disco-agent starting");
+        tracing::info!(
+            agent_id = %config.agent_id,
+            targets = config.targets.len(),
+            registrations = config.registrations.len(),
+            "disco-agent starting"
+        );
         let store = disco::store::Store::new(config.etcd.clone())?;
-        match lb::run(config.clone(), store, &mut signals).await? {
+        let (control, control_rx) = watch::channel(Control::Run);
+        let registering = tokio::spawn(register::run(config.clone(), store.clone(), control_rx));
+        let (stop_lb, stop_rx) = watch::channel(false);
+        let mut lb = tokio::spawn(lb::run(config.clone(), store, stop_rx));
+        let signal = tokio::select! {
+            signal = signals.recv() => signal.unwrap_or(Signal::Shutdown),
+            ended = &mut lb => {
+                let _ = control.send(Control::Stop);
+                let _ = registering.await;
+                return ended?;
+            }
+        };
+        // Registrations go first: on shutdown they drain while this host's LB role
+        // keeps applying (and reporting) the withdrawal.
+        let _ = control.send(if signal == Signal::Shutdown { Control::Drain } else { Control::Stop });
+        let _ = registering.await;
+        let _ = stop_lb.send(true);
+        lb.await??;
+        match signal {
             Signal::Shutdown => {
                 tracing::info!("stopped; status withdrawn");
                 return Ok(());
@@ -99,9 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tracing::info!("SIGHUP: configuration re-read");
                     config = new;
                 }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the running configuration")
-                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the running configuration"),
             },
         }
     }
@@ -126,5 +232,14 @@ fn main() {
     if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("disco-agent: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -1,0 +1,298 @@
+//! The registration role: on an app host, publish the local instances' endpoints under
+//! an etcd lease, health-check them (HTTP), mark them failing after `fall` failures and
+//! passing again after `rise` passes, and on SIGTERM withdraw them and wait until every
+//! live LB agent has applied the withdrawal, so that no request reaches a stopping
+//! instance.
+
+use std::time::Duration;
+
+use disco::change::ChangeSet;
+use disco::model::{now_rfc3339, Endpoint, Health, HealthStatus};
+use disco::store::Store;
+use disco::{Key, Keyspace};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{Config, RegisterConfig};
+
+/// What the role should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Keep registering and checking.
+    Run,
+    /// Stop without withdrawing (the configuration is being re-read).
+    Stop,
+    /// Withdraw every endpoint, wait for the LB agents, revoke the lease, stop.
+    Drain,
+}
+
+struct Instance {
+    config: RegisterConfig,
+    key: String,
+    url: Option<String>,
+    health_path: Option<String>,
+    passes: u32,
+    fails: u32,
+    /// What is in etcd now; `None` until `rise` passes.
+    published: Option<HealthStatus>,
+    detail: String,
+    next_check: Instant,
+}
+
+impl Instance {
+    fn record(&self, agent_id: &str) -> Endpoint {
+        Endpoint {
+            health_path: self.health_path.clone(),
+            weight: self.config.weight,
+            health: self.published.map(|status| Health {
+                status,
+                checked_at: Some(now_rfc3339()),
+                detail: Some(self.detail.clone()),
+            }),
+            registered_by: Some(agent_id.to_string()),
+            ..Endpoint::new(self.config.address.clone())
+        }
+    }
+
+    /// Folds one check result in; returns the state to publish if it changed.
+    fn observe(&mut self, ok: bool, detail: String) -> Option<HealthStatus> {
+        self.detail = detail;
+        if ok {
+            self.passes += 1;
+            self.fails = 0;
+        } else {
+            self.fails += 1;
+            self.passes = 0;
+        }
+        let next = match self.published {
+            None | Some(HealthStatus::Failing) if self.passes >= self.config.rise => HealthStatus::Passing,
+            Some(HealthStatus::Passing) if self.fails >= self.config.fall => HealthStatus::Failing,
+            _ => return None,
+        };
+        self.published = Some(next);
+        Some(next)
+    }
+}
+
+async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> (bool, String) {
+    match client.get(url).timeout(timeout).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            (status.is_success() || status.is_redirection(), format!("HTTP {}", status.as_u16()))
+        }
+        Err(e) => (false, error_chain(&e)),
+    }
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// Runs the registration role until told to stop or drain.
+pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Control>) {
+    if config.registrations.is_empty() {
+        let _ = control.wait_for(|c| *c != Control::Run).await;
+        return;
+    }
+    let keyspace = Keyspace::new(&config.prefix).expect("validated prefix");
+    let client = reqwest::Client::builder().no_proxy().build().expect("HTTP client");
+    let now = Instant::now();
+    let mut instances: Vec<Instance> = config
+        .registrations
+        .iter()
+        .map(|r| {
+            let (url, health_path) = match r.health_url() {
+                Some((url, path)) => (Some(url), Some(path)),
+                None => (None, None),
+            };
+            Instance {
+                key: keyspace.key(&Key::Endpoint {
+                    app: r.app.clone(),
+                    instance: r.instance.clone(),
+                    version: r.version.clone(),
+                }),
+                config: r.clone(),
+                url,
+                health_path,
+                passes: 0,
+                fails: 0,
+                published: None,
+                detail: String::new(),
+                next_check: now,
+            }
+        })
+        .collect();
+    let ttl = instances.iter().map(|i| i.config.lease_ttl).min().expect("at least one");
+    let ttl_secs = ttl.as_secs().max(2) as i64;
+    let mut lease: Option<i64> = None;
+    let mut unsynced: Vec<usize> = Vec::new();
+    let mut keepalive = tokio::time::interval(Duration::from_secs(ttl_secs as u64) / 3);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        let due = instances.iter().map(|i| i.next_check).min().expect("at least one");
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {
+                let now = Instant::now();
+                for (index, inst) in instances.iter_mut().enumerate().filter(|(_, i)| i.next_check <= now) {
+                    inst.next_check = now + inst.config.interval;
+                    let (ok, detail) = match &inst.url {
+                        Some(url) => check(&client, url, inst.config.timeout).await,
+                        None => (true, "no health check configured".to_string()),
+                    };
+                    if let Some(state) = inst.observe(ok, detail) {
+                        tracing::info!(endpoint = %inst.key, ?state, detail = %inst.detail, "health changed");
+                        if !unsynced.contains(&index) {
+                            unsynced.push(index);
+                        }
+                    }
+                }
+            }
+            _ = keepalive.tick() => {
+                if let Some(id) = lease {
+                    match store.keep_alive_once(id).await {
+                        Ok(0) => {
+                            tracing::warn!(lease = id, "registration lease lost; registering again");
+                            lease = None;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.to_string().contains("lease not found") => lease = None,
+                        Err(e) => tracing::warn!(error = %e, "keeping the registration lease alive failed"),
+                    }
+                    if lease.is_none() {
+                        unsynced = (0..instances.len()).filter(|i| instances[*i].published.is_some()).collect();
+                    }
+                }
+            }
+            changed = control.changed() => {
+                let what = if changed.is_err() { Control::Stop } else { *control.borrow() };
+                match what {
+                    Control::Run => continue,
+                    Control::Stop => return,
+                    Control::Drain => {
+                        drain(&config, &store, &keyspace, &instances, lease).await;
+                        return;
+                    }
+                }
+            }
+        }
+        // Publish what changed; what fails is retried at the next round.
+        if unsynced.is_empty() {
+            continue;
+        }
+        if lease.is_none() {
+            match store.grant_lease(ttl_secs).await {
+                Ok(id) => lease = Some(id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "etcd unreachable; endpoints will be registered when it answers");
+                    continue;
+                }
+            }
+        }
+        let mut still = Vec::new();
+        for index in unsynced.drain(..) {
+            let inst = &instances[index];
+            let json = serde_json::to_vec(&inst.record(&config.agent_id)).expect("endpoint serializes");
+            if let Err(e) = store.put(&inst.key, json, lease).await {
+                tracing::warn!(endpoint = %inst.key, error = %e, "registering failed; will retry");
+                if e.to_string().contains("lease not found") {
+                    lease = None;
+                }
+                still.push(index);
+            }
+        }
+        unsynced = still;
+    }
+}
+
+/// Withdraws every endpoint in one transaction and waits for the LB agents.
+async fn drain(config: &Config, store: &Store, keyspace: &Keyspace, instances: &[Instance], lease: Option<i64>) {
+    let deadline = Instant::now() + config.drain_timeout;
+    let mut change = ChangeSet::default();
+    for inst in instances {
+        change.delete(&inst.key);
+    }
+    let revision = loop {
+        match change.commit(store).await {
+            Ok(revision) => break Some(revision),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, "withdrawing endpoints failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not withdraw the endpoints; they expire with the lease");
+                break None;
+            }
+        }
+    };
+    if let Some(revision) = revision {
+        tracing::info!(revision, "endpoints withdrawn; waiting for the LB agents to apply it");
+        let left = deadline.saturating_duration_since(Instant::now());
+        match disco::converge::wait_for_lb_agents(store, keyspace, revision, left).await {
+            Ok(agents) => tracing::info!(agents, revision, "every live LB agent applied the withdrawal"),
+            Err(e) => tracing::warn!(error = %e, "drain incomplete"),
+        }
+    }
+    if let Some(id) = lease {
+        if let Err(e) = store.revoke_lease(id).await {
+            tracing::warn!(error = %e, "revoking the registration lease failed; it expires with its TTL");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(rise: u32, fall: u32) -> Instance {
+        Instance {
+            config: RegisterConfig {
+                app: "app1".into(),
+                instance: "i1".into(),
+                version: "v1".into(),
+                address: "127.0.0.1:1".into(),
+                health: None,
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                rise,
+                fall,
+                lease_ttl: Duration::from_secs(10),
+                weight: 100,
+            },
+            key: String::new(),
+            url: None,
+            health_path: None,
+            passes: 0,
+            fails: 0,
+            published: None,
+            detail: String::new(),
+            next_check: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn rise_and_fall_counting() {
+        let mut i = instance(2, 3);
+        assert_eq!(i.observe(true, "ok".into()), None, "one pass is not enough");
+        assert_eq!(i.observe(false, "down".into()), None);
+        assert_eq!(i.observe(true, "ok".into()), None);
+        assert_eq!(i.observe(true, "ok".into()), Some(HealthStatus::Passing));
+        assert_eq!(i.observe(false, "down".into()), None);
+        assert_eq!(i.observe(false, "down".into()), None);
+        assert_eq!(i.observe(true, "ok".into()), None, "a pass resets the failures");
+        for _ in 0..2 {
+            assert_eq!(i.observe(false, "down".into()), None);
+        }
+        assert_eq!(i.observe(false, "down".into()), Some(HealthStatus::Failing));
+        assert_eq!(i.record("a1").health.unwrap().status, HealthStatus::Failing);
+        assert_eq!(i.observe(true, "ok".into()), None);
+        assert_eq!(i.observe(true, "ok".into()), Some(HealthStatus::Passing));
+    }
+}
