@@ -222,6 +222,10 @@ pub struct TargetConfig {
     /// Default: `30s`.
     #[serde(default = "default_command_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Per app, a listen address that replaces the policy's on this host only (e.g. a
+    /// host-specific IP, or two proxies on one host). Default: none.
+    #[serde(default)]
+    pub listen: std::collections::BTreeMap<String, String>,
 }
 
 fn default_command_timeout() -> Duration {
@@ -278,6 +282,10 @@ impl Config {
                     "target {name:?}: a template target needs `template`"
                 );
             }
+            for (app, address) in &t.listen {
+                disco::validate::name("app name", app).map_err(|e| anyhow::anyhow!("target {name:?}: listen: {e}"))?;
+                disco::validate::address(address).map_err(|e| anyhow::anyhow!("target {name:?}: listen: {e}"))?;
+            }
             for (what, argv) in [("check", &t.check), ("reload", &t.reload)] {
                 if let Some(argv) = argv {
                     anyhow::ensure!(
@@ -333,6 +341,8 @@ mod tests {
             path = "/etc/app/upstreams.conf"
             template = "/etc/disco/upstreams.j2"
             reload = ["systemctl", "reload", "app"]
+            [target.listen]
+            app1 = "10.0.0.9:80"
             "#,
         )
         .unwrap();
@@ -342,6 +352,7 @@ mod tests {
         assert_eq!(c.etcd.request_timeout, Duration::from_secs(3));
         assert_eq!(c.targets[1].name(), "upstreams");
         assert_eq!(c.targets[0].timeout, Duration::from_secs(30));
+        assert_eq!(c.targets[1].listen["app1"], "10.0.0.9:80");
     }
 
     #[test]
@@ -355,6 +366,7 @@ mod tests {
             ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\n[[target]]\nkind = \"haproxy\"\npath = \"/b\"", "configured twice"),
             ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\nreload = []", "must name a program"),
             ("[[target]]\nkind = \"squid\"\npath = \"/a\"", "unknown variant"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\n[target.listen]\napp1 = \"0.0.0.0:80;\"", "listen"),
             ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5\"", "expected host:port"),
             ("[[register]]\napp = \"a b\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"", "whitespace"),
             ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"\nhealth = \"healthz\"", "must be a path"),

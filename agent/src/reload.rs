@@ -8,36 +8,68 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Sends one command to HAProxy's master CLI and returns the answer.
+/// Sends one command to HAProxy's master CLI and returns the answer. The write side is
+/// half-closed after the command: HAProxy 2.6 otherwise keeps the connection open and
+/// reading to the end would hang.
 pub async fn master_cli(socket: &Path, command: &str) -> std::io::Result<String> {
-    let mut stream = tokio::net::UnixStream::connect(socket).await?;
-    stream.write_all(format!("{command}\n").as_bytes()).await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    Ok(answer)
+    let exchange = async {
+        let mut stream = tokio::net::UnixStream::connect(socket).await?;
+        stream.write_all(format!("{command}\n").as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "master CLI did not answer within 10s")),
+    }
 }
 
-/// The pids of HAProxy's current workers, from the master CLI's `show proc`.
-pub async fn haproxy_workers(socket: &Path) -> std::io::Result<BTreeSet<u32>> {
-    let answer = master_cli(socket, "show proc").await?;
-    Ok(parse_show_proc(&answer))
+/// What `show proc` says about the master and its current workers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Processes {
+    /// Reloads the master has made.
+    pub reloads: u64,
+    /// Reloads that failed (the configuration was refused; old workers kept serving).
+    pub failed: u64,
+    /// The current workers (not the old ones still draining).
+    pub workers: BTreeSet<u32>,
 }
 
-fn parse_show_proc(answer: &str) -> BTreeSet<u32> {
-    let mut in_workers = false;
-    let mut pids = BTreeSet::new();
+/// Parses the master CLI's `show proc` (HAProxy 2.6: `<pid> master <reloads> [failed: <n>] ...`).
+pub fn parse_show_proc(answer: &str) -> Option<Processes> {
+    let mut section = "";
+    let mut master = None;
+    let mut workers = BTreeSet::new();
     for line in answer.lines() {
-        if line.starts_with('#') {
-            in_workers = line.trim() == "# workers";
+        let line = line.trim();
+        if let Some(title) = line.strip_prefix('#') {
+            section = if title.trim() == "workers" { "workers" } else { "" };
             continue;
         }
-        if in_workers {
-            if let Some(pid) = line.split_whitespace().next().and_then(|p| p.parse().ok()) {
-                pids.insert(pid);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [_, "master", reloads, "[failed:", failed, ..] => {
+                master = Some((reloads.parse().ok()?, failed.trim_end_matches(']').parse().ok()?));
             }
+            [pid, "worker", ..] if section == "workers" => {
+                if let Ok(pid) = pid.parse() {
+                    workers.insert(pid);
+                }
+            }
+            _ => {}
         }
     }
-    pids
+    let (reloads, failed) = master?;
+    Some(Processes { reloads, failed, workers })
+}
+
+async fn show_proc(socket: &Path) -> Result<Processes, String> {
+    let answer = master_cli(socket, "show proc")
+        .await
+        .map_err(|e| format!("HAProxy master CLI {}: {e}", socket.display()))?;
+    parse_show_proc(&answer).ok_or_else(|| format!("HAProxy master CLI {}: unexpected `show proc` answer: {answer:?}", socket.display()))
 }
 
 /// Polls `current` until it holds a pid that `before` does not, or `timeout` passes.
@@ -58,24 +90,32 @@ where
     false
 }
 
-/// Reloads HAProxy through its master CLI and waits until a new worker runs.
+/// Reloads HAProxy through its master CLI and waits until the master counts the reload
+/// and a new worker runs. A reload the master counts as failed (it refused the
+/// configuration and kept the old workers) is an error.
 pub async fn haproxy(socket: &Path, timeout: Duration) -> Result<(), String> {
-    let before = haproxy_workers(socket)
-        .await
-        .map_err(|e| format!("HAProxy master CLI {}: {e}", socket.display()))?;
+    let before = show_proc(socket).await?;
+    // The master re-executes itself and drops the connection: no answer to expect.
     master_cli(socket, "reload")
         .await
         .map_err(|e| format!("HAProxy master CLI {} reload: {e}", socket.display()))?;
-    if wait_for_new(&before, timeout, || async {
-        haproxy_workers(socket).await.ok()
-    })
-    .await
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "HAProxy started no new worker within {timeout:?} after reload; it keeps running the previous configuration (see its log)"
-        ))
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // The CLI is briefly unreachable while the master re-executes.
+        if let Ok(now) = show_proc(socket).await {
+            if now.failed > before.failed {
+                return Err("HAProxy refused the new configuration and keeps running the previous one (see its log)".into());
+            }
+            if now.reloads > before.reloads && now.workers.iter().any(|p| !before.workers.contains(p)) {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "HAProxy did not complete the reload within {timeout:?}; it keeps running the previous configuration (see its log)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -108,18 +148,33 @@ pub fn read_pid(pid_file: &Path) -> Result<u32, String> {
         .map_err(|e| format!("nginx pid file {}: {e}", pid_file.display()))
 }
 
-/// Runs nginx's reload command and waits until the master runs a new worker generation.
+/// True once an nginx worker no longer accepts connections: it has exited, or it retitled
+/// itself "worker process is shutting down".
+fn retired(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains("shutting down"),
+        Err(_) => true,
+    }
+}
+
+/// Runs nginx's reload command and waits until the master runs a new worker generation
+/// and every worker of the old one has stopped accepting. (The master leaves the old
+/// workers serving for about 100 ms after starting the new ones; confirming on the new
+/// workers alone would report a change applied while the old routing still answers.)
 pub async fn nginx(reload: &[String], pid_file: &Path, timeout: Duration) -> Result<(), String> {
     let master = read_pid(pid_file)?;
     let before = children(master);
-    crate::command::run(reload, None, timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    if wait_for_new(&before, timeout, || async { Some(children(master)) }).await {
+    crate::command::run(reload, None, timeout).await.map_err(|e| e.to_string())?;
+    let took = wait_for_new(&before, timeout, || async {
+        let now = children(master);
+        before.iter().all(|old| retired(*old)).then_some(now)
+    })
+    .await;
+    if took {
         Ok(())
     } else {
         Err(format!(
-            "nginx master {master} started no new workers within {timeout:?} after reload; it keeps running the previous configuration (see its error log)"
+            "nginx master {master} did not replace its workers within {timeout:?} after reload; it keeps running the previous configuration (see its error log)"
         ))
     }
 }
@@ -129,7 +184,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn show_proc_current_workers_only() {
+    fn show_proc_counts_and_current_workers_only() {
         let answer = "#<PID>          <type>          <reloads>       <uptime>        <version>\n\
             3417            master          1 [failed: 0]   0d00h00m03s     2.6.12-1+deb12u4\n\
             # workers\n\
@@ -137,7 +192,11 @@ mod tests {
             # old workers\n\
             3418            worker          1               0d00h00m03s     2.6.12-1+deb12u4\n\
             # programs\n\n";
-        assert_eq!(parse_show_proc(answer), BTreeSet::from([3500]));
+        assert_eq!(
+            parse_show_proc(answer),
+            Some(Processes { reloads: 1, failed: 0, workers: BTreeSet::from([3500]) })
+        );
+        assert_eq!(parse_show_proc("garbage"), None);
     }
 
     #[test]

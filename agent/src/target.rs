@@ -68,6 +68,19 @@ impl Target {
 
     /// Renders the snapshot for this target (pure).
     pub fn render(&self, snapshot: &Snapshot) -> Result<Rendered, ApplyError> {
+        let overridden;
+        let snapshot = if self.config.listen.is_empty() {
+            snapshot
+        } else {
+            let mut copy = snapshot.clone();
+            for (app, address) in &self.config.listen {
+                if let Some(policy) = copy.apps.get_mut(app).and_then(|a| a.policy.as_mut()) {
+                    policy.listen = Some(address.clone());
+                }
+            }
+            overridden = copy;
+            &overridden
+        };
         match self.config.kind {
             Kind::Haproxy => Ok(render::haproxy(snapshot, &HaproxyOptions::default())),
             Kind::Nginx => Ok(render::nginx(snapshot, &NginxOptions::default())),
