@@ -1,4 +1,4 @@
-//! Test harness: starts the real things (etcd, and later HAProxy and nginx) on free
+//! Test harness: starts the real things (etcd, HAProxy, nginx) and test backends on free
 //! loopback ports in temp dirs, waits until they answer, and kills them on drop — also
 //! when the test panics. Shared by every integration test of the workspace.
 //!
@@ -6,11 +6,28 @@
 //!
 //! - [`ports`]: free loopback ports, never handed out twice by one test process.
 //! - [`etcd`]: one etcd or a cluster; stop, restart, compact.
+//! - [`haproxy`]: HAProxy in master-worker mode with a master CLI; reload, worker pids.
+//! - [`nginx`]: nginx with the fragment under test included; reload, worker pids.
+//! - [`backend`]: a versioned HTTP backend whose health and error rate can be set.
+//! - [`load`]: a load generator counting requests by the zero-drop acceptance rules.
+//! - [`http`]: the minimal HTTP/1.1 client under `load`, and [`get`] for one request.
+//! - [`process`]: `/proc` helpers, so that no started process outlives its test.
 
+pub mod backend;
 pub mod etcd;
+pub mod haproxy;
+pub mod http;
+pub mod load;
+pub mod nginx;
 pub mod ports;
+pub mod process;
 
+pub use backend::Backend;
 pub use etcd::Etcd;
+pub use haproxy::Haproxy;
+pub use http::get;
+pub use load::{Load, LoadOptions, LoadReport};
+pub use nginx::Nginx;
 
 use std::time::{Duration, Instant};
 

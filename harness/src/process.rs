@@ -1,0 +1,129 @@
+//! Processes the harness starts (HAProxy, nginx and their workers): found through
+//! `/proc`, signalled by pid with the `kill` program, and waited for, so that no test
+//! leaves a process behind.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The fields of `/proc/<pid>/stat` the harness needs.
+struct Stat {
+    state: char,
+    ppid: u32,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`; comm may itself contain spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some(Stat { state, ppid })
+}
+
+/// True if process `pid` exists and is not a zombie (an exited process nobody reaped yet
+/// counts as gone: in a container whose init does not reap, orphans stay zombies).
+pub fn is_running(pid: u32) -> bool {
+    stat(pid).is_some_and(|s| !matches!(s.state, 'Z' | 'X' | 'x'))
+}
+
+/// The running processes whose parent is `pid`, in ascending pid order.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&candidate| {
+            stat(candidate).is_some_and(|s| s.ppid == pid && !matches!(s.state, 'Z' | 'X' | 'x'))
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// Every running descendant of `pid` (children, their children, …), in ascending order.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut all = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        for child in children(parent) {
+            all.push(child);
+            queue.push(child);
+        }
+    }
+    all.sort_unstable();
+    all
+}
+
+/// The command line of `pid` with its NUL separators turned into spaces ("" if gone).
+pub fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .trim_end_matches('\0')
+                .replace('\0', " ")
+        })
+        .unwrap_or_default()
+}
+
+/// Sends `signal` (a name such as `TERM` or `KILL`) to those of `pids` that still run,
+/// with the `kill` program (no shell, no `unsafe`). Processes that are already gone are
+/// not an error.
+pub(crate) fn signal(pids: &[u32], signal: &str) {
+    let running: Vec<String> = pids
+        .iter()
+        .filter(|&&pid| is_running(pid))
+        .map(u32::to_string)
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    // `kill` never blocks, so this needs no timeout of its own.
+    let _ = Command::new(crate::program("kill", "procps"))
+        .arg(format!("-{signal}"))
+        .args(&running)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Waits until none of `pids` runs any more; returns the ones still running at `timeout`.
+pub(crate) fn wait_gone(pids: &[u32], timeout: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| is_running(p)).collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The last `lines` lines of a log file, for panic messages ("" if it cannot be read).
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_own_children_and_their_end() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert!(is_running(pid));
+        assert!(children(std::process::id()).contains(&pid));
+        assert!(cmdline(pid).starts_with("sleep 30"));
+        signal(&[pid], "KILL");
+        // Not reaped yet: a zombie, which counts as gone.
+        assert!(wait_gone(&[pid], Duration::from_secs(5)).is_empty());
+        child.wait().unwrap();
+        assert!(!is_running(pid));
+    }
+}
