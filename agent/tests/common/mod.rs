@@ -226,3 +226,13 @@ pub async fn wait(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The revision of the last change under `<prefix>/apps/` (what LB agents apply; agent
+/// status writes move the store's revision, not this).
+pub async fn apps_revision(store: &Store) -> i64 {
+    let (_, kvs) = store
+        .get_prefix(&Keyspace::default().apps(), None)
+        .await
+        .unwrap();
+    kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0)
+}
