@@ -23,6 +23,7 @@ pub struct ChangeSet {
     compares: Vec<Compare>,
     ops: Vec<TxnOp>,
     guarded: Vec<String>,
+    recorded_seq: Option<u64>,
 }
 
 impl ChangeSet {
@@ -33,6 +34,17 @@ impl ChangeSet {
             None => Compare::create_revision(key, CompareOp::Equal, 0),
         });
         self.guarded.push(key.to_string());
+        self
+    }
+
+    /// Requires that no key under `prefix` was created or modified after `revision`
+    /// (the revision the prefix was read at). With [`ChangeSet::expect`] on every key
+    /// read, which catches deletions, the whole prefix must be as it was read: a key
+    /// added since, e.g. a new slot, is a conflict too.
+    pub fn expect_prefix_unchanged_since(&mut self, prefix: &str, revision: i64) -> &mut Self {
+        self.compares
+            .push(Compare::mod_revision(prefix, CompareOp::Less, revision + 1).with_prefix());
+        self.guarded.push(format!("{prefix}*"));
         self
     }
 
@@ -63,6 +75,7 @@ impl ChangeSet {
             _ => 1,
         };
         record.seq = seq;
+        self.recorded_seq = Some(seq);
         let key = keyspace.key(&Key::History {
             app: app.to_string(),
             seq,
@@ -70,6 +83,11 @@ impl ChangeSet {
         let json = serde_json::to_vec(&record).expect("history records serialize");
         self.expect(&key, None).put(&key, json);
         Ok(self)
+    }
+
+    /// The sequence number [`ChangeSet::record`] gave the audit record, if one was added.
+    pub fn recorded_seq(&self) -> Option<u64> {
+        self.recorded_seq
     }
 
     /// Commits the change; returns the revision it was written at.

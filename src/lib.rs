@@ -7,7 +7,10 @@
 //! - [`model`]: the values stored under those keys.
 //! - [`snapshot`]: the routing state at one revision, built from key/values and events.
 //! - [`change`]: a change as one compare-and-swap transaction with its audit record.
+//! - [`plan`]: discoctl's verbs planned (promote, switch, rollback, dark, weight): pure.
 //! - [`converge`]: waiting until every live LB agent has applied a revision.
+//! - [`stats`]: the traffic statistics LB agents publish per app and version, and
+//!   their arithmetic (sum over agents, difference over an interval, percentiles).
 //! - [`render`]: snapshot → HAProxy, nginx or user-template configuration text.
 //! - [`store`]: etcd access that stays available while a minority of members is down,
 //!   and a watch that resumes after disconnects and re-reads after compaction.
@@ -17,8 +20,10 @@ pub mod change;
 pub mod converge;
 pub mod keys;
 pub mod model;
+pub mod plan;
 pub mod render;
 pub mod snapshot;
+pub mod stats;
 pub mod store;
 pub mod validate;
 

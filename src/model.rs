@@ -327,6 +327,21 @@ pub struct HistoryRecord {
     /// Free text: why (e.g. an automated rollback's reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For policy changes (`dark`, `weight`): the policy before and after; none for
+    /// changes of routes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyChange>,
+}
+
+/// A policy change in an audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyChange {
+    /// The policy before; none if the app had none.
+    #[serde(default)]
+    pub from: Option<Policy>,
+    /// The policy after.
+    #[serde(default)]
+    pub to: Option<Policy>,
 }
 
 /// Now, as RFC 3339 with milliseconds.

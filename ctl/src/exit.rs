@@ -7,7 +7,6 @@ pub const ERROR: i32 = 1;
 /// Bad command line or bad input (invalid name, address, unknown app); nothing written.
 pub const USAGE: i32 = 2;
 /// Timed out waiting for agents to apply a change; the agents are named.
-#[allow(dead_code)] // documented now, returned once commands wait for agents
 pub const TIMEOUT: i32 = 3;
 /// A concurrent change touched what this command read; nothing written.
 pub const CONFLICT: i32 = 4;
@@ -34,8 +33,11 @@ impl Failure {
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         let error = e.into();
+        let plan_error = error.downcast_ref::<disco::plan::PlanError>();
         let code = match error.downcast_ref::<disco::change::CommitError>() {
             Some(disco::change::CommitError::Conflict(_)) => CONFLICT,
+            _ if plan_error.is_some_and(|e| e.is_bad_input()) => USAGE,
+            _ if plan_error.is_some() => PRECONDITION,
             _ if error.downcast_ref::<disco::validate::Invalid>().is_some() => USAGE,
             _ => ERROR,
         };
@@ -54,4 +56,9 @@ pub fn usage(msg: impl std::fmt::Display) -> Failure {
 /// Fails with `PRECONDITION`.
 pub fn precondition(msg: impl std::fmt::Display) -> Failure {
     Failure::new(PRECONDITION, anyhow::anyhow!("{msg}"))
+}
+
+/// Fails with `TIMEOUT`.
+pub fn timeout(msg: impl std::fmt::Display) -> Failure {
+    Failure::new(TIMEOUT, anyhow::anyhow!("{msg}"))
 }

@@ -1,10 +1,14 @@
 //! `discoctl`: read and change disco's routing in etcd.
 #![forbid(unsafe_code)]
 
+mod app_state;
 mod cmd;
+mod commit;
 mod context;
+mod describe;
 mod exit;
 mod table;
+mod wait;
 
 use clap::{Parser, Subcommand};
 
@@ -12,8 +16,13 @@ use context::{Ctx, Global, Output};
 
 /// Route traffic between application versions behind HAProxy/nginx, through etcd.
 ///
+/// Every change is one etcd transaction (compare what was read, write the routes and
+/// the audit record together) and by default waits until every live LB agent has
+/// applied it (--no-wait, --timeout).
+///
 /// Exit codes: 0 success, 1 error, 2 bad input or usage, 3 timed out waiting for
-/// agents, 4 conflict with a concurrent change, 5 precondition failed.
+/// agents (named on stderr), 4 conflict with a concurrent change, 5 precondition
+/// failed. Nothing is written on 1, 2, 4 and 5; on 3 the change is committed.
 #[derive(Debug, Parser)]
 #[command(name = "discoctl", version)]
 struct Cli {
@@ -34,12 +43,41 @@ enum Command {
     /// An app's frontend settings.
     #[command(subcommand)]
     App(cmd::app::AppCmd),
-    /// Slots, versions, endpoints, agents.
+    /// Canary step: flip the next slot(s), in natural order, to VERSION.
+    ///
+    /// Slots not yet on VERSION are taken in natural order of their instance names
+    /// (instance2 before instance10). Refuses (exit 5) if VERSION has no endpoint, or a
+    /// slot to flip has no VERSION endpoint or one reported failing. Prints every slot
+    /// before -> after.
+    Promote(cmd::promote::PromoteArgs),
+    /// Undo the newest rollout (from history), or every slot to --to VERSION.
+    ///
+    /// Without --to: the newest promote, switch or route set record names the version
+    /// it brought in; every slot now on that version goes back to the version it served
+    /// before (from the audit log). A second rollback changes nothing.
+    Rollback(cmd::rollback::RollbackArgs),
+    /// Blue/green: every slot to VERSION at once.
+    ///
+    /// One transaction, so one reload per LB host; only if every slot that changes has
+    /// a VERSION endpoint not reported failing (exit 5 otherwise).
+    Switch(cmd::switch::SwitchArgs),
+    /// Dark canary: requests matching a header, cookie or network go to VERSION.
+    ///
+    /// Give at least one --header, --cookie or --cidr (repeatable; any match counts),
+    /// or --off. Replaces the previous dark canary.
+    Dark(cmd::dark::DarkArgs),
+    /// Give a routed VERSION a share of the traffic, in percent (0 removes it).
+    Weight(cmd::weight::WeightArgs),
+    /// Slots, versions, endpoints, dark canary, weights, agents.
     Status {
         /// Only this app.
         #[arg(value_parser = cmd::app_name)]
         app: Option<String>,
     },
+    /// Live agents: applied revision, lag behind the latest change, errors.
+    Agents,
+    /// An app's audit log.
+    History(cmd::history::HistoryArgs),
 }
 
 /// Prints what a write did.
@@ -59,7 +97,14 @@ async fn run(cli: Cli) -> exit::Result {
         Command::Endpoint(c) => cmd::endpoint::run(&ctx, c).await,
         Command::Route(c) => cmd::route::run(&ctx, c).await,
         Command::App(c) => cmd::app::run(&ctx, c).await,
+        Command::Promote(a) => cmd::promote::run(&ctx, a).await,
+        Command::Rollback(a) => cmd::rollback::run(&ctx, a).await,
+        Command::Switch(a) => cmd::switch::run(&ctx, a).await,
+        Command::Dark(a) => cmd::dark::run(&ctx, a).await,
+        Command::Weight(a) => cmd::weight::run(&ctx, a).await,
         Command::Status { app } => cmd::status::run(&ctx, app).await,
+        Command::Agents => cmd::agents::run(&ctx).await,
+        Command::History(a) => cmd::history::run(&ctx, a).await,
     }
 }
 

@@ -57,6 +57,7 @@ pub async fn run(ctx: &Ctx, cmd: RouteCmd) -> Result {
             .collect(),
         to: BTreeMap::from([(instance.clone(), version.clone())]),
         reason: None,
+        policy: None,
     };
     let mut change = ChangeSet::default();
     change

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs disco's benchmarks against real etcd, HAProxy and nginx on loopback and prints
+# markdown tables. Not part of the test suite: numbers depend on the machine.
+#   bench/run.sh                 # agent latency: 200 changes per target
+#   bench/run.sh --changes 50    # quicker
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cargo build --release -q -p disco-agent -p discoctl -p disco-bench
+echo "## put -> installed -> reloaded (disco-agent)"
+target/release/agent-latency "$@"

@@ -1,0 +1,335 @@
+//! Committing a planned change: one etcd transaction that compares everything the plan
+//! was built from (each key read by mod revision, and the routes prefix for slots added
+//! since), writes the new routes or policy and the audit record together, then waits
+//! for the agents (`--wait`, the default) and reports.
+//!
+//! `-o json` reports a write as ONE line, so that scripts can time it:
+//!
+//! ```json
+//! {"action":"promote","agents":["lb1","lb2"],"app":"app1","changed":true,
+//!  "history_seq":4,"lagging":[],"revision":57,"slots":[{"after":"v2","before":"v1",
+//!  "changed":true,"instance":"instance1"},...],"version":"v2","wait_ms":31,"waited":true}
+//! ```
+//!
+//! A change that changes nothing is not written (no transaction, no audit record):
+//! `"changed":false`, exit code 0. When the wait times out the report is still printed
+//! (the change IS committed), with the lagging agents, and the exit code is 3.
+
+use std::time::Duration;
+
+use clap::Args;
+use disco::change::{ChangeSet, CommitError};
+use disco::model::{now_rfc3339, HistoryRecord, Policy, PolicyChange};
+use disco::plan::{natural_cmp, Plan};
+use disco::Key;
+use serde_json::{json, Map, Value};
+
+use crate::app_state::AppState;
+use crate::context::{Ctx, Output};
+use crate::exit::{self, Failure, Result};
+use crate::wait::{self, Waited};
+
+/// Options of every command that changes routing.
+#[derive(Debug, Clone, Args)]
+pub struct WriteOpts {
+    /// Wait until every live LB agent has applied the change (the default).
+    #[arg(long, overrides_with = "no_wait")]
+    pub wait: bool,
+    /// Return as soon as the change is committed.
+    #[arg(long, overrides_with = "wait")]
+    pub no_wait: bool,
+    /// Longest wait for the agents, e.g. 30s or 500ms; exit code 3 when it passes.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Why, for the audit log.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// A change about to be committed: what `history` and the report call it.
+pub struct Change<'a> {
+    /// The audit record's action: `promote`, `switch`, `rollback`, `dark`, `weight`.
+    action: &'a str,
+    /// What the table report's summary line says, e.g. `promote v2`.
+    label: String,
+    /// Fields of the JSON report.
+    fields: Map<String, Value>,
+}
+
+impl<'a> Change<'a> {
+    /// A change recorded as `action`, summarised as `label`.
+    pub fn new(action: &'a str, label: String) -> Self {
+        Change {
+            action,
+            label,
+            fields: Map::new(),
+        }
+    }
+
+    /// Adds `name` to the JSON report.
+    pub fn field(mut self, name: &str, value: impl serde::Serialize) -> Self {
+        self.fields.insert(name.into(), json!(value));
+        self
+    }
+}
+
+/// Commits `plan`'s slot flips for the app read in `state`.
+pub async fn routes(
+    ctx: &Ctx,
+    state: &AppState,
+    change: Change<'_>,
+    plan: &Plan,
+    opts: &WriteOpts,
+) -> Result {
+    let mut slots: Vec<(&String, &String)> = state.app.routes.iter().collect();
+    slots.sort_by(|a, b| natural_cmp(a.0, b.0));
+    let after = plan.apply(&state.app.routes);
+    let rows: Vec<Value> = slots
+        .iter()
+        .map(|(instance, before)| {
+            let after = &after[*instance];
+            json!({ "instance": instance, "before": before, "after": after, "changed": before != &after })
+        })
+        .collect();
+    let change = change.field("slots", rows);
+    if plan.is_empty() {
+        return nothing_to_do(ctx, state, change);
+    }
+    let mut set = ChangeSet::default();
+    guard_routes(ctx, state, &mut set);
+    for flip in &plan.flips {
+        set.put(&state.route_key(ctx, &flip.instance), flip.to.as_str());
+    }
+    let record = HistoryRecord {
+        seq: 0,
+        at: now_rfc3339(),
+        actor: ctx.actor.clone(),
+        action: change.action.into(),
+        from: plan.from_map(),
+        to: plan.to_map(),
+        reason: opts.reason.clone(),
+        policy: None,
+    };
+    let summary = format!(
+        "{}: {}: {} of {} slots changed",
+        state.name,
+        change.label,
+        plan.flips.len(),
+        slots.len()
+    );
+    commit_and_wait(ctx, state, set, record, change, summary, opts).await
+}
+
+/// Commits `after` as the app's policy (read in `state` as `before`). With
+/// `also_routes`, the routes the plan checked must not have moved either.
+pub async fn policy(
+    ctx: &Ctx,
+    state: &AppState,
+    change: Change<'_>,
+    before: Option<Policy>,
+    after: Policy,
+    also_routes: bool,
+    opts: &WriteOpts,
+) -> Result {
+    let change = change
+        .field("policy_before", &before)
+        .field("policy", &after);
+    if before.as_ref().unwrap_or(&Policy::default()) == &after {
+        return nothing_to_do(ctx, state, change);
+    }
+    let key = ctx.keyspace.key(&Key::Policy {
+        app: state.name.clone(),
+    });
+    let mut set = ChangeSet::default();
+    set.expect(&key, state.policy.as_ref());
+    if also_routes {
+        guard_routes(ctx, state, &mut set);
+    }
+    set.put(&key, serde_json::to_vec(&after)?);
+    let summary = format!(
+        "{}: {}",
+        state.name,
+        crate::describe::policy_change(before.as_ref(), Some(&after))
+    );
+    let record = HistoryRecord {
+        seq: 0,
+        at: now_rfc3339(),
+        actor: ctx.actor.clone(),
+        action: change.action.into(),
+        from: Default::default(),
+        to: Default::default(),
+        reason: opts.reason.clone(),
+        policy: Some(PolicyChange {
+            from: before,
+            to: Some(after),
+        }),
+    };
+    commit_and_wait(ctx, state, set, record, change, summary, opts).await
+}
+
+/// Requires every route key read to be unchanged, and no slot added since the read.
+fn guard_routes(ctx: &Ctx, state: &AppState, set: &mut ChangeSet) {
+    for kv in state.routes.values() {
+        set.expect(&kv.key, Some(kv));
+    }
+    set.expect_prefix_unchanged_since(&ctx.keyspace.routes(&state.name), state.revision);
+}
+
+async fn commit_and_wait(
+    ctx: &Ctx,
+    state: &AppState,
+    mut set: ChangeSet,
+    record: HistoryRecord,
+    change: Change<'_>,
+    summary: String,
+    opts: &WriteOpts,
+) -> Result {
+    set.record(&ctx.store, &ctx.keyspace, &state.name, record)
+        .await?;
+    let revision = set.commit(&ctx.store).await.map_err(|e| match e {
+        CommitError::Conflict(_) => Failure::new(
+            exit::CONFLICT,
+            anyhow::anyhow!(
+                "conflict: a concurrent change touched {}'s slots, policy or audit log after this command read them; nothing was written, run the command again",
+                state.name
+            ),
+        ),
+        e => e.into(),
+    })?;
+    let seq = set.recorded_seq();
+    let mut report = Report {
+        app: &state.name,
+        change,
+        changed: true,
+        revision,
+        summary: match seq {
+            Some(seq) => format!("{summary} (revision {revision}, history #{seq})"),
+            None => format!("{summary} (revision {revision})"),
+        },
+        waited: None,
+    };
+    report
+        .change
+        .fields
+        .insert("history_seq".into(), json!(seq));
+    if opts.no_wait {
+        report.print(ctx.output);
+        return Ok(());
+    }
+    let waited = wait::wait(ctx, revision, opts.timeout).await;
+    let waited = match waited {
+        Ok(w) => w,
+        Err(e) => {
+            report.print(ctx.output);
+            return Err(Failure::new(
+                exit::ERROR,
+                anyhow::anyhow!(
+                    "committed at revision {revision}, but waiting for the agents failed: {e}"
+                ),
+            ));
+        }
+    };
+    report.waited = Some(waited.clone());
+    report.print(ctx.output);
+    if !waited.converged() {
+        let lagging: Vec<String> = waited.lagging.iter().map(ToString::to_string).collect();
+        return Err(exit::timeout(format!(
+            "committed at revision {revision}, but timed out after {} waiting for {} of {} live LB agents to apply it: {}",
+            humantime::format_duration(opts.timeout),
+            waited.lagging.len(),
+            waited.agents.len(),
+            lagging.join("; ")
+        )));
+    }
+    if waited.agents.is_empty() {
+        eprintln!(
+            "note: no live LB agent under {}: nothing to wait for",
+            ctx.keyspace.agents()
+        );
+    }
+    Ok(())
+}
+
+fn nothing_to_do(ctx: &Ctx, state: &AppState, change: Change<'_>) -> Result {
+    let summary = format!(
+        "{}: {}: nothing to change; nothing written",
+        state.name, change.label
+    );
+    Report {
+        app: &state.name,
+        change,
+        changed: false,
+        revision: state.revision,
+        summary,
+        waited: None,
+    }
+    .print(ctx.output);
+    Ok(())
+}
+
+/// What a write command prints.
+struct Report<'a> {
+    app: &'a str,
+    change: Change<'a>,
+    /// False when there was nothing to write.
+    changed: bool,
+    /// The commit's revision; the read revision when nothing was written.
+    revision: i64,
+    /// The table's summary line.
+    summary: String,
+    /// None with `--no-wait` or when nothing was written.
+    waited: Option<Waited>,
+}
+
+impl Report<'_> {
+    fn print(&self, output: Output) {
+        let waited = self.waited.as_ref();
+        match output {
+            Output::Json => {
+                let mut doc = self.change.fields.clone();
+                doc.insert("app".into(), json!(self.app));
+                doc.insert("action".into(), json!(self.change.action));
+                doc.insert("changed".into(), json!(self.changed));
+                doc.insert("revision".into(), json!(self.revision));
+                doc.insert("waited".into(), json!(waited.is_some()));
+                doc.insert("wait_ms".into(), json!(waited.map(|w| w.wait_ms)));
+                doc.insert("agents".into(), json!(waited.map(|w| &w.agents)));
+                doc.insert("lagging".into(), json!(waited.map(|w| &w.lagging)));
+                println!("{}", Value::Object(doc));
+            }
+            Output::Table => {
+                if let Some(Value::Array(slots)) = self.change.fields.get("slots") {
+                    let rows: Vec<Vec<String>> = slots
+                        .iter()
+                        .map(|s| {
+                            let cell = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+                            let mark = if s["changed"] == json!(true) {
+                                "changed"
+                            } else {
+                                ""
+                            };
+                            vec![cell("instance"), cell("before"), cell("after"), mark.into()]
+                        })
+                        .collect();
+                    crate::table::print(&["SLOT", "BEFORE", "AFTER", ""], &rows);
+                }
+                println!("{}", self.summary);
+                match waited {
+                    Some(w) if w.agents.is_empty() => {}
+                    Some(w) if w.converged() => println!(
+                        "applied by {} LB agent{} in {} ms: {}",
+                        w.agents.len(),
+                        if w.agents.len() == 1 { "" } else { "s" },
+                        w.wait_ms,
+                        w.agents.join(", ")
+                    ),
+                    Some(w) => {
+                        let ids: Vec<&str> = w.lagging.iter().map(|l| l.id.as_str()).collect();
+                        println!("NOT applied within {} ms by: {}", w.wait_ms, ids.join(", "))
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+}
