@@ -153,12 +153,28 @@ pub struct Agent {
 impl Agent {
     /// Starts LB agent `id` rendering [`TEMPLATE`], with a status lease of `status_ttl`.
     pub fn start(etcd: &Etcd, id: &str, status_ttl: &str) -> Agent {
+        Agent::with_target(etcd, id, status_ttl, |dir| {
+            let template = dir.join("t.j2");
+            std::fs::write(&template, TEMPLATE).unwrap();
+            format!(
+                "[[target]]\nkind = \"template\"\npath = \"{}\"\ntemplate = \"{}\"\n",
+                dir.join("out.conf").display(),
+                template.display()
+            )
+        })
+    }
+
+    /// Starts agent `id` with the `[[target]]` section `target` returns for its temp dir.
+    pub fn with_target(
+        etcd: &Etcd,
+        id: &str,
+        status_ttl: &str,
+        target: impl FnOnce(&Path) -> String,
+    ) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix(&format!("discoctl-agent-{id}-"))
             .tempdir()
             .unwrap();
-        let template = dir.path().join("t.j2");
-        std::fs::write(&template, TEMPLATE).unwrap();
         let out = dir.path().join("out.conf");
         let config = dir.path().join("agent.toml");
         std::fs::write(
@@ -167,18 +183,14 @@ impl Agent {
                 r#"agent_id = "{id}"
 cache_path = "{cache}"
 status_ttl = "{status_ttl}"
+max_delay = "50ms"
 [etcd]
 endpoints = {endpoints:?}
 connect_timeout = "500ms"
-[[target]]
-kind = "template"
-path = "{out}"
-template = "{template}"
-"#,
+{target}"#,
                 cache = dir.path().join("cache.json").display(),
                 endpoints = etcd.endpoints(),
-                out = out.display(),
-                template = template.display(),
+                target = target(dir.path()),
             ),
         )
         .unwrap();
