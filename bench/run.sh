@@ -9,3 +9,6 @@ scripts/deps.sh
 cargo build --release -q -p disco-agent -p discoctl -p disco-bench
 echo "## put -> installed -> reloaded (disco-agent)"
 target/release/agent-latency "$@"
+echo
+echo "## discoctl promote --wait"
+target/release/promote-latency

@@ -1,54 +1,87 @@
-//! Waiting for convergence: until every live LB agent reports an applied revision at or
-//! past a change's. Agents publish their status under a lease, so a dead agent drops out
-//! of "live" by itself; one that is alive but cannot apply is named when time runs out.
+//! Waiting for convergence (`discoctl --wait`, and the registration role's drain):
+//! after a change committed at revision R, wait until every live LB agent (a status key
+//! under `<prefix>/agents/` whose roles include `lb`) reports an applied revision ≥ R. Agents publish their status under a lease, so a dead agent drops out
+//! by itself; one that is alive but does not apply is named when the time runs out.
+//! The statuses are watched, so the wait ends as soon as the last agent reports; a
+//! slow re-read every second covers a watch that is reconnecting.
 
 use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::keys::Keyspace;
 use crate::model::AgentStatus;
 use crate::snapshot::Snapshot;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WatchSettings, WatchUpdate};
 
-/// An agent that had not applied the revision when time ran out.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Laggard {
+/// A live LB agent that had not applied the revision when the time ran out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lagging {
     /// The agent id.
     pub id: String,
-    /// What it had applied.
+    /// The revision it had applied.
     pub applied_revision: i64,
     /// Its last error, if any.
     pub last_error: Option<String>,
 }
 
-impl std::fmt::Display for Laggard {
+impl std::fmt::Display for Lagging {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (applied {}", self.id, self.applied_revision)?;
-        if let Some(e) = &self.last_error {
-            write!(f, ", last error: {e}")?;
+        write!(f, "{} (applied revision {}", self.id, self.applied_revision)?;
+        match &self.last_error {
+            Some(e) => write!(f, ", last error: {e})"),
+            None => write!(f, ", no error reported)"),
         }
-        write!(f, ")")
     }
 }
 
-/// Why waiting ended without convergence.
-#[derive(Debug, thiserror::Error)]
-pub enum WaitError {
-    /// Some live LB agents had not applied the revision in time.
-    #[error("timed out after {timeout:?} waiting for revision {revision}; lagging: {}", laggards.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("; "))]
-    Timeout {
-        revision: i64,
-        timeout: Duration,
-        laggards: Vec<Laggard>,
-    },
-    /// etcd could not be read.
-    #[error(transparent)]
-    Store(#[from] StoreError),
+/// How a wait ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Waited {
+    /// The live LB agents at the end, by id, in id order. Empty: none was live, and
+    /// there was nothing to wait for.
+    pub agents: Vec<String>,
+    /// The agents that had not applied the revision; empty when every one had.
+    pub lagging: Vec<Lagging>,
+    /// How long the wait took, in milliseconds.
+    pub wait_ms: u64,
+}
+
+impl Waited {
+    /// True when every live LB agent applied the revision.
+    pub fn converged(&self) -> bool {
+        self.lagging.is_empty()
+    }
+}
+
+/// The live LB agents of `agents` and those among them behind `revision`.
+fn check(agents: &Snapshot, revision: i64) -> (Vec<String>, Vec<Lagging>) {
+    let lb: Vec<_> = agents
+        .agents
+        .values()
+        .filter(|a| a.roles.iter().any(|r| r == "lb"))
+        .collect();
+    let lagging = lb
+        .iter()
+        .filter(|a| a.applied_revision < revision)
+        .map(|a| Lagging {
+            id: a.id.clone(),
+            applied_revision: a.applied_revision,
+            last_error: a.last_error.clone(),
+        })
+        .collect();
+    (lb.iter().map(|a| a.id.clone()).collect(), lagging)
 }
 
 /// The live agents with the LB role.
 pub async fn lb_agents(store: &Store, keyspace: &Keyspace) -> Result<Vec<AgentStatus>, StoreError> {
     let (revision, kvs) = store.get_prefix(&keyspace.agents(), None).await?;
-    let snapshot = Snapshot::from_kvs(keyspace, revision, kvs.into_iter().map(|kv| (kv.key, kv.value)));
+    let snapshot = Snapshot::from_kvs(
+        keyspace,
+        revision,
+        kvs.into_iter().map(|kv| (kv.key, kv.value)),
+    );
     Ok(snapshot
         .agents
         .into_values()
@@ -56,36 +89,113 @@ pub async fn lb_agents(store: &Store, keyspace: &Keyspace) -> Result<Vec<AgentSt
         .collect())
 }
 
-/// Waits until every live LB agent has applied `revision`; returns how many there are
-/// (0 when none is live: nothing to wait for).
-pub async fn wait_for_lb_agents(
+/// Waits up to `timeout` until every live LB agent has applied `revision`. Ends with
+/// the laggards named when the time runs out; an error only if etcd cannot be read at
+/// the start.
+pub async fn wait(
     store: &Store,
     keyspace: &Keyspace,
     revision: i64,
     timeout: Duration,
-) -> Result<usize, WaitError> {
-    let deadline = tokio::time::Instant::now() + timeout;
+) -> Result<Waited, StoreError> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let ks = keyspace;
+    let read = || async {
+        let (at, kvs) = store.get_prefix(&ks.agents(), None).await?;
+        Ok::<_, StoreError>(Snapshot::from_kvs(
+            ks,
+            at,
+            kvs.into_iter().map(|kv| (kv.key, kv.value)),
+        ))
+    };
+    let mut agents = read().await?;
+    let mut watch = store.watch(&ks.agents(), agents.revision + 1, WatchSettings::default());
+    let mut reread = tokio::time::interval_at(
+        Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let mut watching = true;
     loop {
-        let agents = lb_agents(store, keyspace).await?;
-        let laggards: Vec<Laggard> = agents
-            .iter()
-            .filter(|a| a.applied_revision < revision)
-            .map(|a| Laggard {
-                id: a.id.clone(),
-                applied_revision: a.applied_revision,
-                last_error: a.last_error.clone(),
-            })
-            .collect();
-        if laggards.is_empty() {
-            return Ok(agents.len());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(WaitError::Timeout {
-                revision,
-                timeout,
-                laggards,
+        let (ids, lagging) = check(&agents, revision);
+        let done = lagging.is_empty();
+        if done || Instant::now() >= deadline {
+            return Ok(Waited {
+                agents: ids,
+                lagging,
+                wait_ms: started.elapsed().as_millis() as u64,
             });
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::select! {
+            update = watch.recv(), if watching => match update {
+                // Events older than a re-read are already in it.
+                Some(WatchUpdate::Changes { revision: at, changes }) if at > agents.revision => {
+                    agents.apply(ks, at, changes);
+                }
+                Some(WatchUpdate::Resync { revision: at, kvs, .. }) if at > agents.revision => {
+                    agents = Snapshot::from_kvs(ks, at, kvs);
+                }
+                Some(_) => {}
+                // The watch task ended: rely on the re-reads.
+                None => watching = false,
+            },
+            _ = reread.tick() => match read().await {
+                Ok(fresh) => agents = fresh,
+                // The change is committed: keep waiting through a passing etcd error.
+                Err(e) => tracing::debug!(error = %e, "re-reading the agents failed"),
+            },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agents(list: &[(&str, &[&str], i64)]) -> Snapshot {
+        let ks = Keyspace::default();
+        Snapshot::from_kvs(
+            &ks,
+            100,
+            list.iter().map(|(id, roles, applied)| {
+                let status = AgentStatus {
+                    id: id.to_string(),
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                    applied_revision: *applied,
+                    last_error: (*applied < 10).then(|| "reload failed".to_string()),
+                    ..AgentStatus::default()
+                };
+                (
+                    ks.key(&crate::Key::Agent { id: id.to_string() }),
+                    serde_json::to_vec(&status).unwrap(),
+                )
+            }),
+        )
+    }
+
+    #[test]
+    fn only_live_lb_agents_count_and_laggards_are_named() {
+        let s = agents(&[
+            ("app-host", &["register"], 0),
+            ("lb1", &["lb"], 42),
+            ("lb2", &["lb", "register"], 5),
+        ]);
+        let (ids, lagging) = check(&s, 42);
+        assert_eq!(ids, ["lb1", "lb2"]);
+        assert_eq!(
+            lagging,
+            [Lagging {
+                id: "lb2".into(),
+                applied_revision: 5,
+                last_error: Some("reload failed".into()),
+            }]
+        );
+        assert_eq!(
+            lagging[0].to_string(),
+            "lb2 (applied revision 5, last error: reload failed)"
+        );
+        let (ids, lagging) = check(&agents(&[("app-host", &["register"], 0)]), 42);
+        assert!(ids.is_empty() && lagging.is_empty());
     }
 }

@@ -65,7 +65,9 @@ impl Instance {
             self.passes = 0;
         }
         let next = match self.published {
-            None | Some(HealthStatus::Failing) if self.passes >= self.config.rise => HealthStatus::Passing,
+            None | Some(HealthStatus::Failing) if self.passes >= self.config.rise => {
+                HealthStatus::Passing
+            }
             Some(HealthStatus::Passing) if self.fails >= self.config.fall => HealthStatus::Failing,
             _ => return None,
         };
@@ -78,7 +80,10 @@ async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> (bool,
     match client.get(url).timeout(timeout).send().await {
         Ok(resp) => {
             let status = resp.status();
-            (status.is_success() || status.is_redirection(), format!("HTTP {}", status.as_u16()))
+            (
+                status.is_success() || status.is_redirection(),
+                format!("HTTP {}", status.as_u16()),
+            )
         }
         Err(e) => (false, error_chain(&e)),
     }
@@ -102,7 +107,10 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
         return;
     }
     let keyspace = Keyspace::new(&config.prefix).expect("validated prefix");
-    let client = reqwest::Client::builder().no_proxy().build().expect("HTTP client");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client");
     let now = Instant::now();
     let mut instances: Vec<Instance> = config
         .registrations
@@ -129,7 +137,11 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
             }
         })
         .collect();
-    let ttl = instances.iter().map(|i| i.config.lease_ttl).min().expect("at least one");
+    let ttl = instances
+        .iter()
+        .map(|i| i.config.lease_ttl)
+        .min()
+        .expect("at least one");
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let mut lease: Option<i64> = None;
     let mut unsynced: Vec<usize> = Vec::new();
@@ -137,7 +149,11 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        let due = instances.iter().map(|i| i.next_check).min().expect("at least one");
+        let due = instances
+            .iter()
+            .map(|i| i.next_check)
+            .min()
+            .expect("at least one");
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {
                 let now = Instant::now();
@@ -199,7 +215,8 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
         let mut still = Vec::new();
         for index in unsynced.drain(..) {
             let inst = &instances[index];
-            let json = serde_json::to_vec(&inst.record(&config.agent_id)).expect("endpoint serializes");
+            let json =
+                serde_json::to_vec(&inst.record(&config.agent_id)).expect("endpoint serializes");
             if let Err(e) = store.put(&inst.key, json, lease).await {
                 tracing::warn!(endpoint = %inst.key, error = %e, "registering failed; will retry");
                 if e.to_string().contains("lease not found") {
@@ -213,7 +230,13 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
 }
 
 /// Withdraws every endpoint in one transaction and waits for the LB agents.
-async fn drain(config: &Config, store: &Store, keyspace: &Keyspace, instances: &[Instance], lease: Option<i64>) {
+async fn drain(
+    config: &Config,
+    store: &Store,
+    keyspace: &Keyspace,
+    instances: &[Instance],
+    lease: Option<i64>,
+) {
     let deadline = Instant::now() + config.drain_timeout;
     let mut change = ChangeSet::default();
     for inst in instances {
@@ -233,11 +256,22 @@ async fn drain(config: &Config, store: &Store, keyspace: &Keyspace, instances: &
         }
     };
     if let Some(revision) = revision {
-        tracing::info!(revision, "endpoints withdrawn; waiting for the LB agents to apply it");
+        tracing::info!(
+            revision,
+            "endpoints withdrawn; waiting for the LB agents to apply it"
+        );
         let left = deadline.saturating_duration_since(Instant::now());
-        match disco::converge::wait_for_lb_agents(store, keyspace, revision, left).await {
-            Ok(agents) => tracing::info!(agents, revision, "every live LB agent applied the withdrawal"),
-            Err(e) => tracing::warn!(error = %e, "drain incomplete"),
+        match disco::converge::wait(store, keyspace, revision, left).await {
+            Ok(waited) if waited.converged() => tracing::info!(
+                agents = waited.agents.len(),
+                revision,
+                "every live LB agent applied the withdrawal"
+            ),
+            Ok(waited) => tracing::warn!(
+                lagging = %waited.lagging.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("; "),
+                "drain timed out; exiting anyway"
+            ),
+            Err(e) => tracing::warn!(error = %e, "drain incomplete: cannot read the agents"),
         }
     }
     if let Some(id) = lease {
@@ -286,7 +320,11 @@ mod tests {
         assert_eq!(i.observe(true, "ok".into()), Some(HealthStatus::Passing));
         assert_eq!(i.observe(false, "down".into()), None);
         assert_eq!(i.observe(false, "down".into()), None);
-        assert_eq!(i.observe(true, "ok".into()), None, "a pass resets the failures");
+        assert_eq!(
+            i.observe(true, "ok".into()),
+            None,
+            "a pass resets the failures"
+        );
         for _ in 0..2 {
             assert_eq!(i.observe(false, "down".into()), None);
         }

@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use crate::app_state::AppState;
 use crate::context::{Ctx, Output};
 use crate::exit::{self, Failure, Result};
-use crate::wait::{self, Waited};
+use disco::converge::{self, Waited};
 
 /// Options of every command that changes routing.
 #[derive(Debug, Clone, Args)]
@@ -216,7 +216,7 @@ async fn commit_and_wait(
         report.print(ctx.output);
         return Ok(());
     }
-    let waited = wait::wait(ctx, revision, opts.timeout).await;
+    let waited = converge::wait(&ctx.store, &ctx.keyspace, revision, opts.timeout).await;
     let waited = match waited {
         Ok(w) => w,
         Err(e) => {

@@ -8,7 +8,6 @@ mod context;
 mod describe;
 mod exit;
 mod table;
-mod wait;
 
 use clap::{Parser, Subcommand};
 
