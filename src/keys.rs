@@ -8,7 +8,11 @@
 //! <prefix>/apps/<app>/rollout                          automated canary state (JSON)
 //! <prefix>/agents/<agent-id>                           agent status (JSON, leased)
 //! <prefix>/history/<app>/<seq>                         audit record (JSON)
+//! <prefix>/stats/<app>/<agent-id>                      traffic stats of one LB agent (JSON, leased)
 //! ```
+//!
+//! What agents write (status, stats) lives outside `<prefix>/apps/`, which LB agents
+//! watch, so that agents reporting never wake each other up.
 
 use crate::validate::{self, Invalid};
 
@@ -42,6 +46,8 @@ pub enum Key {
     /// One audit record. The sequence number is written zero-padded so that keys sort
     /// in the order they were written.
     History { app: String, seq: u64 },
+    /// One LB agent's traffic statistics for one app ([`crate::stats::AppStats`]).
+    Stats { app: String, agent: String },
 }
 
 /// The prefix all keys live under (default `/disco`), normalised: it starts with `/`
@@ -104,6 +110,16 @@ impl Keyspace {
         format!("{}/history/{app}/", self.prefix)
     }
 
+    /// `<prefix>/stats/<app>/`: every agent's traffic statistics of one app.
+    pub fn stats(&self, app: &str) -> String {
+        format!("{}/stats/{app}/", self.prefix)
+    }
+
+    /// `<prefix>/stats/`: every traffic statistic.
+    pub fn all_stats(&self) -> String {
+        format!("{}/stats/", self.prefix)
+    }
+
     /// The full etcd key for `key`.
     pub fn key(&self, key: &Key) -> String {
         let p = &self.prefix;
@@ -118,6 +134,7 @@ impl Keyspace {
             Key::Rollout { app } => format!("{p}/apps/{app}/rollout"),
             Key::Agent { id } => format!("{p}/agents/{id}"),
             Key::History { app, seq } => format!("{p}/history/{app}/{seq:020}"),
+            Key::Stats { app, agent } => format!("{p}/stats/{app}/{agent}"),
         }
     }
 
@@ -181,6 +198,14 @@ impl Keyspace {
                     seq,
                 }
             }
+            ["stats", app, agent] => {
+                check("app name", app)?;
+                check("agent id", agent)?;
+                Key::Stats {
+                    app: app.to_string(),
+                    agent: agent.to_string(),
+                }
+            }
             _ => return Err(err("not a disco key".into())),
         };
         Ok(key)
@@ -208,6 +233,10 @@ mod tests {
             Key::History {
                 app: "app1".into(),
                 seq: 42,
+            },
+            Key::Stats {
+                app: "app1".into(),
+                agent: "lb-1".into(),
             },
         ]
     }
@@ -237,6 +266,7 @@ mod tests {
                 "/disco/apps/app1/rollout",
                 "/disco/agents/lb-1",
                 "/disco/history/app1/00000000000000000042",
+                "/disco/stats/app1/lb-1",
             ]
         );
     }
@@ -266,6 +296,8 @@ mod tests {
             ("/disco/apps/a/routes/i/extra", "not a disco key"),
             ("/disco/history/a/12x", "not a number"),
             ("/disco/agents/", "must not be empty"),
+            ("/disco/stats/app1", "not a disco key"),
+            ("/disco/stats/app1/lb 1", "whitespace"),
         ] {
             let e = ks.parse(key).unwrap_err();
             assert_eq!(e.key, key);

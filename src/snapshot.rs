@@ -202,8 +202,8 @@ impl Snapshot {
                 }
                 self.agents.insert(id, status);
             }
-            // The audit log is not routing state.
-            Key::History { .. } => {}
+            // The audit log and traffic statistics are not routing state.
+            Key::History { .. } | Key::Stats { .. } => {}
         }
         Ok(())
     }
@@ -222,7 +222,7 @@ impl Snapshot {
                 self.agents.remove(id);
                 return;
             }
-            Key::History { .. } => return,
+            Key::History { .. } | Key::Stats { .. } => return,
         };
         let Some(app) = self.apps.get_mut(app_name) else {
             return;
@@ -243,7 +243,7 @@ impl Snapshot {
             }
             Key::Policy { .. } => app.policy = None,
             Key::Rollout { .. } => app.rollout = None,
-            Key::Agent { .. } | Key::History { .. } => {}
+            Key::Agent { .. } | Key::History { .. } | Key::Stats { .. } => {}
         }
         if app.is_empty() {
             self.apps.remove(app_name);

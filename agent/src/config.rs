@@ -41,6 +41,14 @@ pub struct Config {
     /// Default: `30s`.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// How often traffic statistics are read from the proxies (targets with
+    /// `stats_socket` or `access_log`) and published to `<prefix>/stats/<app>/<agent_id>`:
+    /// the length of a stats window. Default: `5s`.
+    #[serde(with = "humantime_serde")]
+    pub stats_interval: Duration,
+    /// Address of the agent's HTTP endpoints (`/healthz`, `/metrics`, `/status`), e.g.
+    /// `127.0.0.1:9180`. Default: none (no HTTP server).
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// One local instance to register: `<prefix>/apps/<app>/endpoints/<instance>/<version>`.
@@ -107,7 +115,10 @@ impl RegisterConfig {
     pub fn health_url(&self) -> Option<(String, String)> {
         let h = self.health.as_ref()?;
         if let Some(rest) = h.strip_prefix("http://") {
-            let path = rest.find('/').map(|i| rest[i..].to_string()).unwrap_or_else(|| "/".into());
+            let path = rest
+                .find('/')
+                .map(|i| rest[i..].to_string())
+                .unwrap_or_else(|| "/".into());
             Some((h.clone(), path))
         } else {
             Some((format!("http://{}{h}", self.address), h.clone()))
@@ -130,10 +141,22 @@ impl RegisterConfig {
             let (_, path) = self.health_url().expect("health is set");
             disco::validate::health_path(&path).map_err(ctx)?;
         }
-        anyhow::ensure!(self.rise >= 1 && self.fall >= 1, "{what}: rise and fall must be at least 1");
-        anyhow::ensure!((1..=256).contains(&self.weight), "{what}: weight must be 1-256");
-        anyhow::ensure!(self.lease_ttl >= Duration::from_secs(2), "{what}: lease_ttl must be at least 2s");
-        anyhow::ensure!(!self.interval.is_zero() && !self.timeout.is_zero(), "{what}: interval and timeout must be more than 0");
+        anyhow::ensure!(
+            self.rise >= 1 && self.fall >= 1,
+            "{what}: rise and fall must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=256).contains(&self.weight),
+            "{what}: weight must be 1-256"
+        );
+        anyhow::ensure!(
+            self.lease_ttl >= Duration::from_secs(2),
+            "{what}: lease_ttl must be at least 2s"
+        );
+        anyhow::ensure!(
+            !self.interval.is_zero() && !self.timeout.is_zero(),
+            "{what}: interval and timeout must be more than 0"
+        );
         Ok(())
     }
 }
@@ -150,6 +173,8 @@ impl Default for Config {
             targets: Vec::new(),
             registrations: Vec::new(),
             drain_timeout: Duration::from_secs(30),
+            stats_interval: Duration::from_secs(5),
+            http_listen: None,
         }
     }
 }
@@ -226,6 +251,17 @@ pub struct TargetConfig {
     /// host-specific IP, or two proxies on one host). Default: none.
     #[serde(default)]
     pub listen: std::collections::BTreeMap<String, String>,
+    /// HAProxy: a stats socket of the workers (`stats socket <path> level ...` in the
+    /// operator's `global` section), read with `show stat` every `stats_interval` for
+    /// per-version traffic statistics. Default: none (no statistics from this target).
+    #[serde(default)]
+    pub stats_socket: Option<PathBuf>,
+    /// nginx: an absolute path where every server of the generated file logs its
+    /// requests in disco's format; the agent tails it (following rotation and
+    /// truncation) for per-version traffic statistics. These servers then log only
+    /// there. Default: none (no access log, no statistics from this target).
+    #[serde(default)]
+    pub access_log: Option<PathBuf>,
 }
 
 fn default_command_timeout() -> Duration {
@@ -283,8 +319,27 @@ impl Config {
                 );
             }
             for (app, address) in &t.listen {
-                disco::validate::name("app name", app).map_err(|e| anyhow::anyhow!("target {name:?}: listen: {e}"))?;
-                disco::validate::address(address).map_err(|e| anyhow::anyhow!("target {name:?}: listen: {e}"))?;
+                disco::validate::name("app name", app)
+                    .map_err(|e| anyhow::anyhow!("target {name:?}: listen: {e}"))?;
+                disco::validate::address(address)
+                    .map_err(|e| anyhow::anyhow!("target {name:?}: listen: {e}"))?;
+            }
+            if t.stats_socket.is_some() {
+                anyhow::ensure!(
+                    t.kind == Kind::Haproxy,
+                    "target {name:?}: `stats_socket` is for haproxy targets"
+                );
+            }
+            if let Some(log) = &t.access_log {
+                anyhow::ensure!(
+                    t.kind == Kind::Nginx,
+                    "target {name:?}: `access_log` is for nginx targets"
+                );
+                let text = log
+                    .to_str()
+                    .ok_or_else(|| anyhow::anyhow!("target {name:?}: access_log must be UTF-8"))?;
+                disco::render::nginx::check_access_log(text)
+                    .map_err(|e| anyhow::anyhow!("target {name:?}: {e}"))?;
             }
             for (what, argv) in [("check", &t.check), ("reload", &t.reload)] {
                 if let Some(argv) = argv {
@@ -307,6 +362,10 @@ impl Config {
             );
         }
         anyhow::ensure!(!self.status_ttl.is_zero(), "status_ttl must be more than 0");
+        anyhow::ensure!(
+            self.stats_interval >= Duration::from_millis(100),
+            "stats_interval must be at least 100ms"
+        );
         Ok(())
     }
 
@@ -353,6 +412,46 @@ mod tests {
         assert_eq!(c.targets[1].name(), "upstreams");
         assert_eq!(c.targets[0].timeout, Duration::from_secs(30));
         assert_eq!(c.targets[1].listen["app1"], "10.0.0.9:80");
+        assert_eq!(c.stats_interval, Duration::from_secs(5));
+        assert_eq!(c.http_listen, None);
+        assert_eq!(c.targets[0].stats_socket, None);
+    }
+
+    #[test]
+    fn the_packaged_examples_parse() {
+        for text in [
+            include_str!("../../packaging/examples/agent-lb.toml"),
+            include_str!("../../packaging/examples/agent-app.toml"),
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn stats_and_http_settings_parse() {
+        let c: Config = toml::from_str(
+            r#"
+            stats_interval = "2s"
+            http_listen = "127.0.0.1:9180"
+            [[target]]
+            kind = "haproxy"
+            path = "/etc/haproxy/disco.cfg"
+            stats_socket = "/run/haproxy/admin.sock"
+            [[target]]
+            kind = "nginx"
+            path = "/etc/nginx/disco.conf"
+            access_log = "/var/log/nginx/disco-access.log"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.stats_interval, Duration::from_secs(2));
+        assert_eq!(c.http_listen, Some("127.0.0.1:9180".parse().unwrap()));
+        assert_eq!(
+            c.targets[1].access_log.as_deref(),
+            Some(Path::new("/var/log/nginx/disco-access.log"))
+        );
     }
 
     #[test]
@@ -371,6 +470,12 @@ mod tests {
             ("[[register]]\napp = \"a b\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"", "whitespace"),
             ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"\nhealth = \"healthz\"", "must be a path"),
             ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"\nrise = 0", "at least 1"),
+            ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\nstats_socket = \"/s\"", "for haproxy targets"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\naccess_log = \"/l\"", "for nginx targets"),
+            ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"/l/$host\"", "must not contain"),
+            ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"l.log\"", "absolute"),
+            ("stats_interval = \"10ms\"", "at least 100ms"),
+            ("http_listen = \"localhost\"", "invalid socket address"),
         ] {
             let err = toml::from_str::<Config>(text)
                 .map_err(anyhow::Error::from)

@@ -4,16 +4,27 @@
 //! while changes keep coming it applies at most once per `max_delay`, with everything
 //! that arrived meanwhile. One operator transaction is one watch event, hence one
 //! reload; a burst of a thousand writes is a handful.
+//!
+//! Alongside: the HTTP endpoints (`http_listen`), the traffic statistics (read every
+//! `stats_interval` between applies, so that they are always attributed with the
+//! snapshot the running configuration came from), and a probe that tells when etcd
+//! answers again after the watch was lost (for `/healthz`).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use disco::model::{now_rfc3339, AgentStatus, TargetStatus};
+use disco::stats::AppStats;
 use disco::store::{Store, WatchSettings, WatchUpdate};
 use disco::{Keyspace, Snapshot};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::http::Shared;
+use crate::metrics::{FailureLabels, TargetLabel};
+use crate::stats::Collector;
 use crate::target::{Outcome, Target};
 
 struct Lb {
@@ -24,11 +35,20 @@ struct Lb {
     status: AgentStatus,
     reloads: Vec<u64>,
     publish: watch::Sender<Option<AgentStatus>>,
+    shared: Arc<Shared>,
+    collector: Collector,
+    publish_stats: Option<watch::Sender<BTreeMap<String, AppStats>>>,
 }
 
 /// Runs the LB role (and publishes the agent's status, whatever its roles) until `stop`
-/// turns true; then withdraws the status.
-pub async fn run(config: Config, store: Store, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
+/// turns true; then withdraws the status and the traffic statistics. Serves the HTTP
+/// endpoints meanwhile, if configured; `shared` outlives it (metrics survive SIGHUP).
+pub async fn run(
+    config: Config,
+    store: Store,
+    mut stop: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+) -> anyhow::Result<()> {
     let keyspace = Keyspace::new(&config.prefix)?;
     let targets = config
         .targets
@@ -36,12 +56,39 @@ pub async fn run(config: Config, store: Store, mut stop: watch::Receiver<bool>) 
         .cloned()
         .map(Target::new)
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let (stop_http, http_stop) = watch::channel(false);
+    let http = match config.http_listen {
+        Some(address) => Some(crate::http::serve(address, shared.clone(), http_stop).await?),
+        None => None,
+    };
+    shared.update(|v| {
+        v.watch.watching = false;
+    });
     let status_key = keyspace.key(&disco::Key::Agent {
         id: config.agent_id.clone(),
     });
     let (stop_status, stop_rx) = watch::channel(false);
-    let (publish, status_task) =
-        crate::status::spawn(store.clone(), status_key, config.status_ttl, stop_rx);
+    let (publish, status_task) = crate::status::spawn(
+        store.clone(),
+        status_key,
+        config.status_ttl,
+        stop_rx.clone(),
+    );
+    let collector = Collector::new(
+        &config.agent_id,
+        config.stats_interval,
+        &config.targets,
+        shared.totals.clone(),
+    );
+    let (publish_stats, stats_task) = if collector.is_enabled() {
+        let ttl = config.status_ttl.max(config.stats_interval * 3);
+        let (tx, task) =
+            crate::stats::publish::spawn(store.clone(), keyspace.clone(), ttl, stop_rx);
+        (Some(tx), Some(task))
+    } else {
+        (None, None)
+    };
+    let probe = tokio::spawn(probe_etcd(store.clone(), keyspace.apps(), shared.clone()));
     let mut roles = vec![];
     if !targets.is_empty() {
         roles.push("lb".to_string());
@@ -62,15 +109,59 @@ pub async fn run(config: Config, store: Store, mut stop: watch::Receiver<bool>) 
         targets,
         snapshot: Snapshot::default(),
         publish,
+        shared,
+        collector,
+        publish_stats,
     };
     let result = lb.serve(&store, &mut stop).await;
+    probe.abort();
     let _ = stop_status.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
+    if let Some(task) = stats_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let _ = stop_http.send(true);
+    if let Some(mut task) = http {
+        // A client holding a connection open does not hold us up.
+        if tokio::time::timeout(Duration::from_secs(2), &mut task)
+            .await
+            .is_err()
+        {
+            tracing::debug!("HTTP endpoints: connections still open at stop; closed");
+            task.abort();
+        }
+    }
     result
 }
 
+/// While the watch is down, asks etcd every second whether it answers; when it does,
+/// the watch is live again (it resumes by itself from the last revision it delivered).
+async fn probe_etcd(store: Store, key: String, shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let down = {
+            let view = shared.view.lock().expect("view");
+            view.watch.watching && !view.watch.live
+        };
+        if down && store.get(&key).await.is_ok() {
+            shared.update(|v| {
+                if v.watch.watching && !v.watch.live {
+                    tracing::info!("etcd answers again; the watch resumes");
+                    v.watch.live = true;
+                    v.watch.down_since = None;
+                    v.watch.error = None;
+                }
+            });
+        }
+    }
+}
+
 impl Lb {
-    async fn serve(&mut self, store: &Store, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn serve(
+        &mut self,
+        store: &Store,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         // The first read; while etcd is unreachable, serve the cached snapshot.
         let mut backoff = Duration::from_millis(100);
         let mut served_cache = false;
@@ -87,6 +178,11 @@ impl Lb {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "etcd unreachable at start; retrying");
+                    self.shared.update(|v| {
+                        v.watch.live = false;
+                        v.watch.down_since.get_or_insert_with(now_rfc3339);
+                        v.watch.error = Some(format!("etcd unreachable at start: {e}"));
+                    });
                     if !served_cache {
                         served_cache = true;
                         if let Some(cached) = self.load_cache() {
@@ -111,8 +207,18 @@ impl Lb {
             apps = self.snapshot.apps.len(),
             "read routing state"
         );
+        self.shared.update(|v| {
+            v.watch.live = true;
+            v.watch.watching = true;
+            v.watch.down_since = None;
+            v.watch.error = None;
+        });
         self.apply().await;
         let mut updates = store.watch(&apps, self.snapshot.revision + 1, WatchSettings::default());
+        let mut stats_tick = tokio::time::interval(self.config.stats_interval);
+        stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let has_stats = self.collector.is_enabled();
+        let mut collect = false;
         let max_delay = self.config.max_delay;
         let mut last_apply = Instant::now();
         let mut pending = false;
@@ -128,7 +234,11 @@ impl Lb {
                     }
                 }
                 _ = tokio::time::sleep_until(due), if pending => {}
+                _ = stats_tick.tick(), if has_stats => collect = true,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+            if std::mem::take(&mut collect) {
+                self.collect_stats().await;
             }
             if pending && Instant::now() >= last_apply + max_delay {
                 pending = false;
@@ -138,11 +248,30 @@ impl Lb {
         }
     }
 
+    /// Reads the proxies' counters and hands the records to the publisher.
+    async fn collect_stats(&mut self) {
+        self.collector.read().await;
+        let records = self.collector.records();
+        if let Some(publish) = &self.publish_stats {
+            let _ = publish.send(records.clone());
+        }
+        self.shared.update(|v| v.traffic = records);
+    }
+
     /// Folds one watch update into the snapshot; true if the routing state changed.
     fn take(&mut self, update: WatchUpdate) -> bool {
+        let metrics = &self.shared.metrics;
+        if !matches!(update, WatchUpdate::Disconnected { .. }) {
+            self.shared.update(|v| {
+                v.watch.live = true;
+                v.watch.down_since = None;
+                v.watch.error = None;
+            });
+        }
         match update {
             WatchUpdate::Changes { revision, changes } => {
                 self.snapshot.apply(&self.keyspace, revision, changes);
+                metrics.seen_revision.set(self.snapshot.revision);
                 true
             }
             WatchUpdate::Resync {
@@ -152,10 +281,19 @@ impl Lb {
             } => {
                 tracing::warn!(%reason, revision, "re-read the whole routing state");
                 self.snapshot = Snapshot::from_kvs(&self.keyspace, revision, kvs);
+                metrics.watch_resyncs.inc();
+                metrics.seen_revision.set(self.snapshot.revision);
                 true
             }
             WatchUpdate::Disconnected { error } => {
                 tracing::warn!(%error, "etcd watch disconnected; the proxies keep the last configuration");
+                metrics.watch_reconnects.inc();
+                self.shared.update(|v| {
+                    v.watch.live = false;
+                    v.watch.reconnects += 1;
+                    v.watch.down_since.get_or_insert_with(now_rfc3339);
+                    v.watch.error = Some(error);
+                });
                 false
             }
         }
@@ -164,19 +302,45 @@ impl Lb {
     /// Applies the snapshot to every target and publishes the result.
     async fn apply(&mut self) {
         let started = Instant::now();
+        let metrics = &self.shared.metrics;
+        metrics.applies.inc();
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         for (i, target) in self.targets.iter_mut().enumerate() {
-            match target.apply(&self.snapshot).await {
-                Ok(Outcome::Reloaded) => {
-                    self.reloads[i] += 1;
-                    tracing::info!(target = %target.name, revision = self.snapshot.revision, "installed and reloaded");
-                }
-                Ok(Outcome::Unchanged) => {
-                    tracing::debug!(target = %target.name, revision = self.snapshot.revision, "unchanged")
+            let label = TargetLabel {
+                target: target.name.clone(),
+            };
+            let result = target.apply(&self.snapshot).await;
+            if let Some(took) = target.last_reload.take() {
+                metrics
+                    .reload_duration
+                    .get_or_create(&label)
+                    .observe(took.as_secs_f64());
+            }
+            match result {
+                Ok(outcome) => {
+                    if outcome == Outcome::Reloaded {
+                        self.reloads[i] += 1;
+                        metrics.reloads.get_or_create(&label).inc();
+                        tracing::info!(target = %target.name, revision = self.snapshot.revision, "installed and reloaded");
+                    } else {
+                        tracing::debug!(target = %target.name, revision = self.snapshot.revision, "unchanged")
+                    }
+                    // What runs now was rendered from this snapshot.
+                    if self.collector.is_enabled() {
+                        self.collector
+                            .installed(&target.name, &target.effective(&self.snapshot));
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "apply failed; the previous configuration keeps serving");
+                    metrics
+                        .apply_failures
+                        .get_or_create(&FailureLabels {
+                            target: e.target.clone(),
+                            stage: e.stage.to_string(),
+                        })
+                        .inc();
                     errors.push(e.to_string());
                 }
             }
@@ -221,6 +385,28 @@ impl Lb {
             status.last_error = Some(errors.join("; "));
         }
         let _ = self.publish.send(Some(status.clone()));
+        metrics
+            .apply_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.applied_revision.set(status.applied_revision);
+        metrics.seen_revision.set(self.snapshot.revision);
+        metrics.rejected.set(status.rejected.len() as i64);
+        metrics.warnings.set(status.warnings.len() as i64);
+        if errors.is_empty() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            metrics.last_success.set(now.as_secs_f64());
+        }
+        let (status, revision) = (status.clone(), self.snapshot.revision);
+        let apps = crate::http::summarize(&self.snapshot);
+        let ok = errors.is_empty();
+        self.shared.update(|v| {
+            v.status = status;
+            v.applied |= ok;
+            v.snapshot_revision = revision;
+            v.apps = apps;
+        });
         if errors.is_empty() {
             self.save_cache();
         }

@@ -5,9 +5,12 @@
 mod atomic_write;
 mod command;
 mod config;
+mod http;
 mod lb;
+mod metrics;
 mod register;
 mod reload;
+mod stats;
 mod status;
 mod target;
 
@@ -171,6 +174,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     });
     let mut config = cli.load()?;
+    // Metrics and the endpoints' view outlive configuration re-reads.
+    let shared = http::Shared::new(&config.agent_id);
     loop {
         tracing::info!(
             agent_id = %config.agent_id,
@@ -182,7 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let (control, control_rx) = watch::channel(Control::Run);
         let registering = tokio::spawn(register::run(config.clone(), store.clone(), control_rx));
         let (stop_lb, stop_rx) = watch::channel(false);
-        let mut lb = tokio::spawn(lb::run(config.clone(), store, stop_rx));
+        let mut lb = tokio::spawn(lb::run(config.clone(), store, stop_rx, shared.clone()));
         let signal = tokio::select! {
             signal = signals.recv() => signal.unwrap_or(Signal::Shutdown),
             ended = &mut lb => {
@@ -193,7 +198,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         };
         // Registrations go first: on shutdown they drain while this host's LB role
         // keeps applying (and reporting) the withdrawal.
-        let _ = control.send(if signal == Signal::Shutdown { Control::Drain } else { Control::Stop });
+        let _ = control.send(if signal == Signal::Shutdown {
+            Control::Drain
+        } else {
+            Control::Stop
+        });
         let _ = registering.await;
         let _ = stop_lb.send(true);
         lb.await??;
@@ -207,7 +216,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     tracing::info!("SIGHUP: configuration re-read");
                     config = new;
                 }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the running configuration"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the running configuration")
+                }
             },
         }
     }

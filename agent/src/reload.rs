@@ -22,7 +22,10 @@ pub async fn master_cli(socket: &Path, command: &str) -> std::io::Result<String>
     };
     match tokio::time::timeout(Duration::from_secs(10), exchange).await {
         Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "master CLI did not answer within 10s")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "master CLI did not answer within 10s",
+        )),
     }
 }
 
@@ -45,13 +48,20 @@ pub fn parse_show_proc(answer: &str) -> Option<Processes> {
     for line in answer.lines() {
         let line = line.trim();
         if let Some(title) = line.strip_prefix('#') {
-            section = if title.trim() == "workers" { "workers" } else { "" };
+            section = if title.trim() == "workers" {
+                "workers"
+            } else {
+                ""
+            };
             continue;
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         match fields.as_slice() {
             [_, "master", reloads, "[failed:", failed, ..] => {
-                master = Some((reloads.parse().ok()?, failed.trim_end_matches(']').parse().ok()?));
+                master = Some((
+                    reloads.parse().ok()?,
+                    failed.trim_end_matches(']').parse().ok()?,
+                ));
             }
             [pid, "worker", ..] if section == "workers" => {
                 if let Ok(pid) = pid.parse() {
@@ -62,14 +72,23 @@ pub fn parse_show_proc(answer: &str) -> Option<Processes> {
         }
     }
     let (reloads, failed) = master?;
-    Some(Processes { reloads, failed, workers })
+    Some(Processes {
+        reloads,
+        failed,
+        workers,
+    })
 }
 
 async fn show_proc(socket: &Path) -> Result<Processes, String> {
     let answer = master_cli(socket, "show proc")
         .await
         .map_err(|e| format!("HAProxy master CLI {}: {e}", socket.display()))?;
-    parse_show_proc(&answer).ok_or_else(|| format!("HAProxy master CLI {}: unexpected `show proc` answer: {answer:?}", socket.display()))
+    parse_show_proc(&answer).ok_or_else(|| {
+        format!(
+            "HAProxy master CLI {}: unexpected `show proc` answer: {answer:?}",
+            socket.display()
+        )
+    })
 }
 
 /// Polls `current` until it holds a pid that `before` does not, or `timeout` passes.
@@ -106,7 +125,9 @@ pub async fn haproxy(socket: &Path, timeout: Duration) -> Result<(), String> {
             if now.failed > before.failed {
                 return Err("HAProxy refused the new configuration and keeps running the previous one (see its log)".into());
             }
-            if now.reloads > before.reloads && now.workers.iter().any(|p| !before.workers.contains(p)) {
+            if now.reloads > before.reloads
+                && now.workers.iter().any(|p| !before.workers.contains(p))
+            {
                 return Ok(());
             }
         }
@@ -164,7 +185,9 @@ fn retired(pid: u32) -> bool {
 pub async fn nginx(reload: &[String], pid_file: &Path, timeout: Duration) -> Result<(), String> {
     let master = read_pid(pid_file)?;
     let before = children(master);
-    crate::command::run(reload, None, timeout).await.map_err(|e| e.to_string())?;
+    crate::command::run(reload, None, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
     let took = wait_for_new(&before, timeout, || async {
         let now = children(master);
         before.iter().all(|old| retired(*old)).then_some(now)
@@ -194,7 +217,11 @@ mod tests {
             # programs\n\n";
         assert_eq!(
             parse_show_proc(answer),
-            Some(Processes { reloads: 1, failed: 0, workers: BTreeSet::from([3500]) })
+            Some(Processes {
+                reloads: 1,
+                failed: 0,
+                workers: BTreeSet::from([3500])
+            })
         );
         assert_eq!(parse_show_proc("garbage"), None);
     }

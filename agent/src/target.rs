@@ -2,7 +2,9 @@
 //! → graceful reload → confirm. Any failure leaves the running configuration as it was
 //! and puts the previous file back if it had already been replaced.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use disco::render::{self, HaproxyOptions, NginxOptions, Rendered};
 use disco::Snapshot;
@@ -37,6 +39,8 @@ pub struct Target {
     pub installed_hash: Option<String>,
     /// Warnings of the last render.
     pub warnings: Vec<String>,
+    /// How long the last reload took (command and confirmation).
+    pub last_reload: Option<Duration>,
 }
 
 impl Target {
@@ -55,6 +59,7 @@ impl Target {
             template,
             installed_hash: None,
             warnings: Vec::new(),
+            last_reload: None,
         })
     }
 
@@ -66,24 +71,37 @@ impl Target {
         }
     }
 
+    /// The snapshot as this target renders it: with its `listen` overrides.
+    pub fn effective<'a>(&self, snapshot: &'a Snapshot) -> Cow<'a, Snapshot> {
+        if self.config.listen.is_empty() {
+            return Cow::Borrowed(snapshot);
+        }
+        let mut copy = snapshot.clone();
+        for (app, address) in &self.config.listen {
+            if let Some(policy) = copy.apps.get_mut(app).and_then(|a| a.policy.as_mut()) {
+                policy.listen = Some(address.clone());
+            }
+        }
+        Cow::Owned(copy)
+    }
+
     /// Renders the snapshot for this target (pure).
     pub fn render(&self, snapshot: &Snapshot) -> Result<Rendered, ApplyError> {
-        let overridden;
-        let snapshot = if self.config.listen.is_empty() {
-            snapshot
-        } else {
-            let mut copy = snapshot.clone();
-            for (app, address) in &self.config.listen {
-                if let Some(policy) = copy.apps.get_mut(app).and_then(|a| a.policy.as_mut()) {
-                    policy.listen = Some(address.clone());
-                }
-            }
-            overridden = copy;
-            &overridden
-        };
+        let snapshot = self.effective(snapshot);
+        let snapshot = snapshot.as_ref();
         match self.config.kind {
             Kind::Haproxy => Ok(render::haproxy(snapshot, &HaproxyOptions::default())),
-            Kind::Nginx => Ok(render::nginx(snapshot, &NginxOptions::default())),
+            Kind::Nginx => {
+                let options = NginxOptions {
+                    access_log: self
+                        .config
+                        .access_log
+                        .as_ref()
+                        .map(|p| p.display().to_string()),
+                    ..NginxOptions::default()
+                };
+                Ok(render::nginx(snapshot, &options))
+            }
             Kind::Template => {
                 render::template(snapshot, self.template.as_deref().unwrap_or_default())
                     .map_err(|e| self.fail("render", e))
@@ -192,7 +210,10 @@ impl Target {
                 return Err(self.fail("validation", e));
             }
         }
-        if let Err(e) = self.reload().await {
+        let reload_started = Instant::now();
+        let reloaded = self.reload().await;
+        self.last_reload = Some(reload_started.elapsed());
+        if let Err(e) = reloaded {
             self.restore(&previous);
             return Err(self.fail("reload", e));
         }

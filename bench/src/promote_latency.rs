@@ -20,7 +20,11 @@ impl Drop for Proc {
 }
 
 fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe().unwrap().parent().unwrap().join(name)
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(name)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -37,7 +41,11 @@ fn discoctl(etcd: &Etcd, args: &[&str]) -> serde_json::Value {
         .env("DISCO_ETCD_ENDPOINTS", etcd.endpoints().join(","))
         .output()
         .expect("running discoctl (build it with cargo build --release -p discoctl)");
-    assert!(out.status.success(), "discoctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "discoctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
@@ -50,7 +58,11 @@ async fn run(agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64>) {
     .unwrap();
     let ks = Keyspace::default();
     store
-        .put(&ks.key(&Key::Policy { app: "app1".into() }), r#"{"listen":"127.0.0.1:1"}"#, None)
+        .put(
+            &ks.key(&Key::Policy { app: "app1".into() }),
+            r#"{"listen":"127.0.0.1:1"}"#,
+            None,
+        )
         .await
         .unwrap();
     for i in 0..SLOTS {
@@ -60,7 +72,14 @@ async fn run(agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64>) {
                 instance: format!("instance{i}"),
                 version: v.into(),
             });
-            store.put(&key, format!(r#"{{"address":"127.0.0.1:{}"}}"#, base + i), None).await.unwrap();
+            store
+                .put(
+                    &key,
+                    format!(r#"{{"address":"127.0.0.1:{}"}}"#, base + i),
+                    None,
+                )
+                .await
+                .unwrap();
         }
         let route = ks.key(&Key::Route {
             app: "app1".into(),
@@ -138,7 +157,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--promotions" => promotions = args.next().and_then(|n| n.parse().ok()).expect("--promotions N"),
+            "--promotions" => {
+                promotions = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--promotions N")
+            }
             "--agents" => {
                 agent_counts = args
                     .next()
@@ -150,7 +174,11 @@ fn main() {
             _ => panic!("usage: promote-latency [--promotions N] [--agents 1,10]"),
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     println!("| LB agents | promotions | promote --wait, whole command p50 / p90 / p99 (ms) | of which waiting for agents p50 / p99 (ms) |");
     println!("|---|---|---|---|");
     for agents in agent_counts {
@@ -158,7 +186,11 @@ fn main() {
         let wait = if waited.is_empty() {
             "-".to_string()
         } else {
-            format!("{:.1} / {:.1}", percentile(&waited, 0.5), percentile(&waited, 0.99))
+            format!(
+                "{:.1} / {:.1}",
+                percentile(&waited, 0.5),
+                percentile(&waited, 0.99)
+            )
         };
         println!(
             "| {agents} | {} | {:.1} / {:.1} / {:.1} | {wait} |",

@@ -22,13 +22,14 @@
 //! - Unresolvable DNS names do not fail the whole file: `init-addr last,libc,none`
 //!   starts such a server in maintenance instead.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::plan::{self, AppPlan, Backend, DarkMatch};
-use super::{header, Rendered};
+use super::{header, Rendered, Serves};
 use crate::model::Mode;
 use crate::validate::Address;
 use crate::Snapshot;
@@ -92,6 +93,37 @@ pub fn haproxy(snapshot: &Snapshot, options: &HaproxyOptions) -> Rendered {
     let mut text = header();
     write_file(&mut text, &apps, options).expect("writing to a String cannot fail");
     Rendered { text, warnings }
+}
+
+/// What every server [`haproxy()`] renders for `snapshot` serves, by `(backend, server)`
+/// as HAProxy names them in `show stat` (`disco_<app>` or `disco-dark_<app>`, and the
+/// instance slot): how an agent attributes HAProxy's per-server counters to versions.
+pub fn servers(snapshot: &Snapshot) -> BTreeMap<(String, String), Serves> {
+    let plan = plan::plan(snapshot);
+    let mut warnings = Vec::new();
+    let mut out = BTreeMap::new();
+    for (app, _) in plan::rendered_apps(&plan.apps, &mut warnings, |_| None) {
+        let dark = app
+            .dark
+            .as_ref()
+            .map(|d| (format!("disco-dark_{}", app.name), &d.backend));
+        for (backend, servers) in [(format!("disco_{}", app.name), &app.routed)]
+            .into_iter()
+            .chain(dark)
+        {
+            for s in &servers.servers {
+                out.insert(
+                    (backend.clone(), s.instance.to_string()),
+                    Serves {
+                        app: app.name.to_string(),
+                        version: s.version.to_string(),
+                        mode: app.mode,
+                    },
+                );
+            }
+        }
+    }
+    out
 }
 
 fn write_file(out: &mut String, apps: &[(&AppPlan, &Address)], o: &HaproxyOptions) -> fmt::Result {
@@ -325,6 +357,36 @@ mod tests {
             assert!(defaults.contains(&line.to_string()), "{defaults:?}");
         }
         assert!(!r.text.contains("http-server-close"));
+    }
+
+    #[test]
+    fn servers_name_the_version_each_backend_server_serves() {
+        let mut kvs = APP1.to_vec();
+        kvs[0] = (
+            "/disco/apps/app1/policy",
+            r#"{"listen":"127.0.0.1:8080","dark":{"version":"v3","matches":[{"cidr":"10.0.0.0/8"}]}}"#,
+        );
+        kvs.push((
+            "/disco/apps/app1/endpoints/instance2/v3",
+            r#"{"address":"127.0.0.1:9203"}"#,
+        ));
+        kvs.push(("/disco/apps/nolisten/routes/i1", "v1"));
+        let servers = super::servers(&Snapshot::from_kvs(&Keyspace::default(), 5, kvs));
+        let got: Vec<(&str, &str, &str)> = servers
+            .iter()
+            .map(|((b, s), serves)| (b.as_str(), s.as_str(), serves.version.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("disco-dark_app1", "instance2", "v3"),
+                ("disco_app1", "instance1", "v2"),
+                ("disco_app1", "instance2", "v1"),
+            ]
+        );
+        assert!(servers
+            .values()
+            .all(|s| s.app == "app1" && s.mode == Mode::Http));
     }
 
     #[test]

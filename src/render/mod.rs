@@ -25,6 +25,18 @@ pub use haproxy::{haproxy, HaproxyOptions};
 pub use nginx::{nginx, NginxOptions};
 pub use template::template;
 
+/// The app and version a rendered proxy server serves: how an agent attributes the
+/// proxy's traffic statistics ([`haproxy::servers`], [`nginx::upstream_addresses`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serves {
+    /// The app.
+    pub app: String,
+    /// The version of the endpoint behind the server.
+    pub version: String,
+    /// The app's mode: in `tcp` mode there are no HTTP statuses.
+    pub mode: crate::model::Mode,
+}
+
 /// Configuration text and what the renderer had to leave out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {

@@ -21,17 +21,24 @@
 //! - TCP apps are not rendered (with a warning): this file lives in `http { }`; they
 //!   need an nginx `stream` target.
 //!
+//! - With an `access_log` path set, every server logs each request to it in disco's
+//!   own format (`log_format disco_<app>`, see [`ACCESS_LOG_FORMAT`]) so that the agent
+//!   can count requests, 5xx and response times per version (nginx OSS has no
+//!   per-upstream statistics API). A server-level `access_log` replaces the ones it
+//!   would inherit from `http { }`, so these servers then log only there.
+//!
 //! nginx variable names allow only `[A-Za-z0-9_]`, so an app name is escaped in them:
 //! `_` → `__`, `.` → `_2e`, `-` → `_2d` (`my.app-2` → `$disco_my_2eapp_2d2_upstream`).
 //! The escape is reversible, so two apps never share a variable.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::plan::{self, AppPlan, Backend, DarkMatch};
-use super::{header, Rendered};
+use super::{header, Rendered, Serves};
 use crate::model::Mode;
 use crate::validate::Address;
 use crate::Snapshot;
@@ -61,7 +68,19 @@ pub struct NginxOptions {
     /// `proxy_send_timeout`). Default `"30s"`.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Absolute path of an access log in disco's format, written by every server of
+    /// this file, for the agent's traffic statistics. Default: none (no such log).
+    pub access_log: Option<String>,
 }
+
+/// The fields of a line of disco's access log, `|`-separated, after the app name:
+/// `disco1|<app>|$status|$upstream_addr|$upstream_response_time|$request_time`.
+/// `$upstream_addr` and `$upstream_response_time` list every server tried (`a, b`,
+/// or `a : b` after an internal redirect); the last one answered.
+pub const ACCESS_LOG_FORMAT: &str = "$status|$upstream_addr|$upstream_response_time|$request_time";
+
+/// The first field of every line of disco's access log: its format version.
+pub const ACCESS_LOG_TAG: &str = "disco1";
 
 impl Default for NginxOptions {
     fn default() -> Self {
@@ -72,8 +91,24 @@ impl Default for NginxOptions {
             keepalive: 32,
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
+            access_log: None,
         }
     }
+}
+
+/// Refuses an access-log path that is not absolute or could break out of its quotes
+/// or be read as an nginx variable.
+pub fn check_access_log(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("access_log {path:?} must be an absolute path"));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '"' | '\\' | '$' | '\'' | ';' | '{' | '}'))
+    {
+        return Err(format!("access_log {path:?} must not contain {c:?}"));
+    }
+    Ok(())
 }
 
 /// Renders every HTTP app that has a `listen` address into nginx `http { }` blocks.
@@ -88,9 +123,50 @@ pub fn nginx(snapshot: &Snapshot, options: &NginxOptions) -> Rendered {
             )
         })
     });
+    let mut options = options.clone();
+    if let Some(e) = options
+        .access_log
+        .as_deref()
+        .and_then(|p| check_access_log(p).err())
+    {
+        warnings.push(format!("{e}: not rendered"));
+        options.access_log = None;
+    }
     let mut text = header();
-    write_file(&mut text, &apps, options).expect("writing to a String cannot fail");
+    write_file(&mut text, &apps, &options).expect("writing to a String cannot fail");
     Rendered { text, warnings }
+}
+
+/// For each app [`nginx()`] renders from `snapshot`, what every upstream server serves,
+/// by its address as nginx writes it in `$upstream_addr` (IP literals in canonical
+/// form; an endpoint given by DNS name is listed by name and port, which nginx never
+/// logs, so its traffic cannot be attributed). Dark-canary servers are included.
+pub fn upstream_addresses(snapshot: &Snapshot) -> BTreeMap<String, BTreeMap<String, Serves>> {
+    let plan = plan::plan(snapshot);
+    let mut warnings = Vec::new();
+    let apps = plan::rendered_apps(&plan.apps, &mut warnings, |app| {
+        (app.mode == Mode::Tcp).then(String::new)
+    });
+    let mut out = BTreeMap::new();
+    for (app, _) in apps {
+        let mut by_address = BTreeMap::new();
+        let dark = app.dark.as_ref().map(|d| &d.backend);
+        // Routed servers last: an address in both keeps its routed version.
+        for backend in dark.into_iter().chain([&app.routed]) {
+            for s in backend.servers.iter().filter(|s| s.weight > 0) {
+                by_address.insert(
+                    s.address.to_string(),
+                    Serves {
+                        app: app.name.to_string(),
+                        version: s.version.to_string(),
+                        mode: app.mode,
+                    },
+                );
+            }
+        }
+        out.insert(app.name.to_string(), by_address);
+    }
+    out
 }
 
 fn write_file(out: &mut String, apps: &[(&AppPlan, &Address)], o: &NginxOptions) -> fmt::Result {
@@ -192,8 +268,17 @@ fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions
             }
         }
     };
+    if o.access_log.is_some() {
+        writeln!(
+            out,
+            "log_format {var} '{ACCESS_LOG_TAG}|{name}|{ACCESS_LOG_FORMAT}';"
+        )?;
+    }
     writeln!(out, "server {{")?;
     writeln!(out, "    listen {listen};")?;
+    if let Some(path) = &o.access_log {
+        writeln!(out, "    access_log \"{path}\" {var} buffer=32k flush=1s;")?;
+    }
     if underscores {
         writeln!(out, "    underscores_in_headers on;")?;
     }
@@ -411,6 +496,7 @@ mod tests {
             keepalive: 0,
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(120),
+            access_log: None,
         };
         let r = nginx(&Snapshot::from_kvs(&Keyspace::default(), 5, APP1), &options);
         assert!(
@@ -430,6 +516,69 @@ mod tests {
         let parsed: NginxOptions = serde_json::from_str(r#"{"fail_timeout":"1m"}"#).unwrap();
         assert_eq!(parsed.fail_timeout, Duration::from_secs(60));
         assert!(serde_json::from_str::<NginxOptions>(r#"{"typo":1}"#).is_err());
+    }
+
+    #[test]
+    fn an_access_log_in_disco_format_per_app_and_addresses_to_attribute_it() {
+        let mut kvs = APP1.to_vec();
+        kvs[0] = (
+            "/disco/apps/my.app/policy",
+            r#"{"listen":"127.0.0.1:8080","dark":{"version":"v3","matches":[{"cidr":"10.0.0.0/8"}]}}"#,
+        );
+        kvs.push((
+            "/disco/apps/my.app/endpoints/instance2/v3",
+            r#"{"address":"[0:0::1]:9203"}"#,
+        ));
+        let kvs: Vec<(String, &str)> = kvs
+            .iter()
+            .map(|(k, v)| (k.replace("/app1/", "/my.app/"), *v))
+            .collect();
+        let snapshot = Snapshot::from_kvs(&Keyspace::default(), 5, kvs);
+        let options = NginxOptions {
+            access_log: Some("/var/log/nginx/disco access.log".into()),
+            ..NginxOptions::default()
+        };
+        let r = nginx(&snapshot, &options);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        assert!(
+            r.text.contains("\nlog_format disco_my_2eapp 'disco1|my.app|$status|$upstream_addr|$upstream_response_time|$request_time';\nserver {\n"),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            block(&r.text, "server")[..2],
+            [
+                "listen 127.0.0.1:8080;",
+                "access_log \"/var/log/nginx/disco access.log\" disco_my_2eapp buffer=32k flush=1s;"
+            ]
+        );
+        let addresses = upstream_addresses(&snapshot);
+        let got: Vec<(&str, &str)> = addresses["my.app"]
+            .iter()
+            .map(|(a, s)| (a.as_str(), s.version.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("127.0.0.1:9002", "v1"),
+                ("127.0.0.1:9101", "v2"),
+                ("[::1]:9203", "v3")
+            ]
+        );
+
+        // Without the option nothing changes; a path that could inject is refused.
+        assert!(!render(&APP1).text.contains("log"));
+        for bad in ["relative.log", "/x\";\n", "/logs/$host.log", "/a\\b"] {
+            let r = nginx(
+                &snapshot,
+                &NginxOptions {
+                    access_log: Some(bad.into()),
+                    ..NginxOptions::default()
+                },
+            );
+            assert!(!r.text.contains("access_log"), "{bad}");
+            assert!(r.warnings[0].contains("access_log"), "{:?}", r.warnings);
+        }
     }
 
     #[test]

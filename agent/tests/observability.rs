@@ -1,0 +1,512 @@
+//! The agent's observability with the real things: `/healthz`, `/metrics` and
+//! `/status` following applies and etcd outages, and per-version traffic statistics
+//! read from HAProxy's stats socket and nginx's access log, published to etcd.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use disco::stats::VersionStats;
+use disco::Keyspace;
+use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, Nginx};
+
+/// `GET url` off the async runtime: status and body.
+async fn http_get(url: &str) -> (u16, String) {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || disco_harness::get(&url, &[]))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+const OPENMETRICS: &str =
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+
+/// `GET /metrics` as Prometheus asks for it (OpenMetrics), parsed.
+async fn scrape(base: &str) -> (BTreeMap<String, f64>, String) {
+    let url = format!("{base}/metrics");
+    let (status, text) =
+        tokio::task::spawn_blocking(move || disco_harness::get(&url, &[("Accept", OPENMETRICS)]))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 200);
+    assert!(
+        text.ends_with("# EOF\n"),
+        "OpenMetrics ends with # EOF:\n{text}"
+    );
+    (parse_metrics(&text), text)
+}
+
+/// Polls `url` until `done(status, body)`; returns the last answer.
+async fn wait_http(
+    agent: &Agent,
+    url: &str,
+    what: &str,
+    done: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let url2 = url.to_string();
+        let answer = tokio::task::spawn_blocking(move || disco_harness::get(&url2, &[]))
+            .await
+            .unwrap();
+        if let Ok((status, body)) = &answer {
+            if done(*status, body) {
+                return (*status, body.clone());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "{what}: not within 30s; last answer {answer:?}\n{}",
+                agent.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks that `text` is well-formed Prometheus text (OpenMetrics, or the classic 0.0.4
+/// format): every line is a `# HELP`, `# TYPE`, `# UNIT` (OpenMetrics) or the final
+/// `# EOF` (OpenMetrics), or a sample `name{labels} value` of a family whose HELP and
+/// TYPE came before it. Returns every sample, keyed by `name{labels}` as written.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    fn is_name(s: &str) -> bool {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    }
+    let mut helped = std::collections::BTreeSet::new();
+    let mut typed = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    let mut lines: Vec<&str> = text.lines().collect();
+    if lines.last() == Some(&"# EOF") {
+        lines.pop();
+    }
+    for line in &lines {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let mut parts = comment.splitn(3, ' ');
+            let (kind, name) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+            assert!(is_name(name), "bad metric name in {line:?}");
+            match kind {
+                "HELP" => assert!(helped.insert(name.to_string()), "HELP twice: {line}"),
+                "TYPE" => {
+                    let t = parts.next().unwrap_or("");
+                    assert!(
+                        [
+                            "counter",
+                            "gauge",
+                            "histogram",
+                            "info",
+                            "summary",
+                            "unknown"
+                        ]
+                        .contains(&t),
+                        "{line}"
+                    );
+                    typed.insert(name.to_string(), t.to_string());
+                }
+                "UNIT" => assert!(text.ends_with("# EOF\n"), "UNIT is OpenMetrics only"),
+                _ => panic!("unexpected comment line {line:?}"),
+            }
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value in {line:?}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels in {line:?}"));
+                for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                    let (key, value) = pair
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("bad label {pair:?} in {line:?}"));
+                    assert!(is_name(key), "bad label name {key:?} in {line:?}");
+                    assert!(!value.contains('\n'), "{line:?}");
+                }
+                name
+            }
+            None => series,
+        };
+        assert!(is_name(name), "bad sample name in {line:?}");
+        let family = ["_total", "_bucket", "_sum", "_count", "_info", "_created"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains_key(*f)))
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "no TYPE before {line:?}");
+        assert!(helped.contains(family), "no HELP before {line:?}");
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "sample twice: {line}"
+        );
+    }
+    samples
+}
+
+const TEMPLATE: &str = "{% for name, app in apps|items %}{{ name }}{% for s in app.routed %} {{ s.instance }}={{ s.version }}{% endfor %}\n{% endfor %}";
+
+/// `/healthz` is 200 while the agent applies and its watch is live; 503 with the reason
+/// when a check command refuses the new file or etcd is down; 200 again after.
+/// `/metrics` parses and counts it; `/status` shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_metrics_and_status_follow_applies_and_etcd() {
+    let mut etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.j2"), TEMPLATE).unwrap();
+    let ok = dir.path().join("ok");
+    std::fs::write(&ok, "").unwrap();
+    let port = disco_harness::ports::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let rev = seed_app(
+        &store,
+        "app1",
+        "127.0.0.1:8080",
+        &[("instance1", "v1", "127.0.0.1:9001".into())],
+        &[("instance1", "v1")],
+    )
+    .await;
+    let config = format!(
+        r#"agent_id = "lb1"
+cache_path = "{dir}/lb1.cache.json"
+status_ttl = "3s"
+http_listen = "127.0.0.1:{port}"
+[etcd]
+endpoints = {endpoints:?}
+connect_timeout = "500ms"
+request_timeout = "2s"
+[[target]]
+kind = "template"
+path = "{dir}/out.conf"
+template = "{dir}/t.j2"
+check = ["test", "-e", "{ok}"]
+"#,
+        dir = dir.path().display(),
+        endpoints = etcd.endpoints(),
+        ok = ok.display(),
+    );
+    let agent = Agent::start(dir.path(), "lb1", &config);
+    applied(&store, &agent, rev).await;
+    let (_, body) = wait_http(&agent, &format!("{base}/healthz"), "healthy", |s, _| {
+        s == 200
+    })
+    .await;
+    assert_eq!(body, "ok\n");
+
+    let (m, text) = scrape(&base).await;
+    assert!(m["disco_agent_applies_total"] >= 1.0, "{text}");
+    // Without asking for OpenMetrics (older Telegraf, curl): the classic text format,
+    // the same samples.
+    let (status, classic) = http_get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(
+        !classic.contains("# EOF") && classic.contains("# TYPE disco_agent_applies_total counter")
+    );
+    let classic = parse_metrics(&classic);
+    assert_eq!(classic.len(), m.len());
+    assert_eq!(m["disco_agent_applied_revision"], rev as f64);
+    assert_eq!(m["disco_agent_healthy"], 1.0);
+    assert_eq!(m["disco_agent_watch_live"], 1.0);
+    assert_eq!(m["disco_agent_rejected_records"], 0.0);
+    assert!(m["disco_agent_apply_duration_seconds_count"] >= 1.0);
+    assert!(m["disco_agent_reload_duration_seconds_count{target=\"template\"}"] >= 1.0);
+    assert!(m.contains_key(&format!(
+        "disco_agent_info{{agent_id=\"lb1\",version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    )));
+
+    let (status, body) = http_get(&format!("{base}/status")).await;
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["healthy"], true, "{doc}");
+    assert_eq!(doc["id"], "lb1");
+    assert_eq!(doc["applied_revision"], rev);
+    assert_eq!(doc["watch"]["live"], true);
+    assert_eq!(doc["apps"]["app1"]["routes"]["instance1"], "v1");
+    assert_eq!(doc["apps"]["app1"]["versions"]["v1"]["routed_slots"], 1);
+    assert_eq!(doc["targets"]["template"]["revision"], rev);
+
+    // A bad record shows as rejected, without making the agent unhealthy.
+    store
+        .put(&route("app1", "instance2"), "v1; drop", None)
+        .await
+        .unwrap();
+    wait(&store, &agent, |s| !s.rejected.is_empty()).await;
+    assert_eq!(scrape(&base).await.0["disco_agent_rejected_records"], 1.0);
+    assert_eq!(http_get(&format!("{base}/healthz")).await.0, 200);
+
+    // The check command refuses the next file: 503, with the reason.
+    std::fs::remove_file(&ok).unwrap();
+    store
+        .put(&route("app1", "instance1"), "v2", None)
+        .await
+        .unwrap();
+    let (_, reason) = wait_http(
+        &agent,
+        &format!("{base}/healthz"),
+        "503 on a failed apply",
+        |s, _| s == 503,
+    )
+    .await;
+    assert!(
+        reason.starts_with("last apply failed: target template: validation failed"),
+        "{reason}"
+    );
+    let (m, _) = scrape(&base).await;
+    assert_eq!(m["disco_agent_healthy"], 0.0);
+    assert!(m["disco_agent_apply_failures_total{target=\"template\",stage=\"validation\"}"] >= 1.0);
+    assert!(
+        m["disco_agent_seen_revision"] > m["disco_agent_applied_revision"],
+        "lag shows"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{base}/status")).await.1).unwrap();
+    assert_eq!(doc["healthy"], false);
+    assert!(doc["reason"]
+        .as_str()
+        .unwrap()
+        .contains("validation failed"));
+
+    // Fixed, and the next change applies: healthy again.
+    std::fs::write(&ok, "").unwrap();
+    let rev = store
+        .put(&route("app1", "instance1"), "v1", None)
+        .await
+        .unwrap();
+    applied(&store, &agent, rev).await;
+    wait_http(
+        &agent,
+        &format!("{base}/healthz"),
+        "200 after a good apply",
+        |s, _| s == 200,
+    )
+    .await;
+
+    // etcd down: the watch is lost, 503; etcd back: 200.
+    etcd.kill(0);
+    let (_, reason) = wait_http(
+        &agent,
+        &format!("{base}/healthz"),
+        "503 with etcd down",
+        |s, _| s == 503,
+    )
+    .await;
+    assert!(reason.starts_with("etcd watch down since"), "{reason}");
+    let (m, _) = scrape(&base).await;
+    assert_eq!(m["disco_agent_watch_live"], 0.0);
+    assert!(m["disco_agent_watch_reconnects_total"] >= 1.0);
+    etcd.restart(0);
+    wait_http(
+        &agent,
+        &format!("{base}/healthz"),
+        "200 with etcd back",
+        |s, _| s == 200,
+    )
+    .await;
+    // And the watch really resumed: a change is applied.
+    let rev = store
+        .put(&route("app1", "instance1"), "v2", None)
+        .await
+        .unwrap();
+    applied(&store, &agent, rev).await;
+    assert_eq!(http_get(&format!("{base}/healthz")).await.0, 200);
+
+    // SIGHUP restarts the LB role and its endpoints; the counters go on.
+    let applies = scrape(&base).await.0["disco_agent_applies_total"];
+    agent.signal("HUP");
+    wait_http(
+        &agent,
+        &format!("{base}/metrics"),
+        "metrics after SIGHUP",
+        |s, body| s == 200 && parse_metrics(body)["disco_agent_applies_total"] > applies,
+    )
+    .await;
+    wait_http(
+        &agent,
+        &format!("{base}/healthz"),
+        "healthy after SIGHUP",
+        |s, _| s == 200,
+    )
+    .await;
+}
+
+/// One proxy under load, app1 with slots instance1 and instance2 on v1 and instance3 on
+/// v2, whose backend answers 500 to every 5th request.
+async fn published_stats_by_version(kind: &str) {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let dir = tempfile::tempdir().unwrap();
+    let v1a = Backend::start("v1");
+    let v1b = Backend::start("v1");
+    let v2 = Backend::start("v2");
+    v2.set_error_rate(0.2);
+    let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
+    let rev = seed_app(
+        &store,
+        "app1",
+        "0.0.0.0:1",
+        &[
+            ("instance1", "v1", v1a.addr()),
+            ("instance2", "v1", v1b.addr()),
+            ("instance3", "v2", v2.addr()),
+        ],
+        &[
+            ("instance1", "v1"),
+            ("instance2", "v1"),
+            ("instance3", "v2"),
+        ],
+    )
+    .await;
+    let port = disco_harness::ports::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let header = format!(
+        "agent_id = \"lb1\"\ncache_path = \"{}/cache.json\"\nstatus_ttl = \"5s\"\nmax_delay = \"50ms\"\nstats_interval = \"500ms\"\nhttp_listen = \"127.0.0.1:{port}\"\n[etcd]\nendpoints = {:?}\n",
+        dir.path().display(),
+        etcd.endpoints()
+    );
+    let _haproxy;
+    let _nginx;
+    let target = match kind {
+        "haproxy" => {
+            let fragment = dir.path().join("disco.cfg");
+            let h = Haproxy::start(&fragment);
+            let t = format!(
+                "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\nstats_socket = \"{}\"\n[target.listen]\napp1 = \"{listen}\"\n",
+                fragment.display(),
+                h.main_config().display(),
+                h.master_socket().display(),
+                h.stats_socket().display()
+            );
+            _haproxy = Some(h);
+            t
+        }
+        _ => {
+            let fragment = dir.path().join("disco.conf");
+            let n = Nginx::start(&fragment);
+            let t = format!(
+                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{}\"\n[target.listen]\napp1 = \"{listen}\"\n",
+                fragment.display(),
+                n.nginx_test_args(),
+                n.pid_file().display(),
+                dir.path().join("disco-access.log").display()
+            );
+            _nginx = Some(n);
+            t
+        }
+    };
+    let agent = Agent::start(dir.path(), "lb1", &format!("{header}{target}"));
+    applied(&store, &agent, rev).await;
+
+    let load = Load::start(
+        &format!("http://{listen}/"),
+        LoadOptions {
+            connections: 4,
+            keep_alive: true,
+            headers: vec![],
+        },
+    );
+    // Until the published totals hold enough of both versions.
+    let ks = Keyspace::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (records, merged) = loop {
+        let records = disco::stats::read(&store, &ks, "app1").await.unwrap();
+        let merged = disco::stats::merge(&records);
+        let total = |v: &str| merged.get(v).map_or(0, |s| s.total.requests);
+        if total("v1") >= 400 && total("v2") >= 200 {
+            break (records, merged);
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "{kind}: published stats did not reach 400 v1 / 200 v2 requests: {merged:#?}\n{}",
+                agent.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let report = load.stop();
+    println!("{kind}: load {report:?}\npublished {merged:#?}");
+
+    // The record: one per agent and app, outside apps/, with its shape.
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert_eq!(
+        (record.agent.as_str(), record.app.as_str()),
+        ("lb1", "app1")
+    );
+    assert_eq!(
+        record.sources,
+        BTreeMap::from([(kind.to_string(), kind.to_string())])
+    );
+    assert_eq!(record.interval_ms, 500);
+    assert!(record.window_ms > 0 && !record.started_at.is_empty());
+    let (_, kvs) = store.get_prefix(&ks.stats("app1"), None).await.unwrap();
+    assert_eq!(kvs[0].key, "/disco/stats/app1/lb1");
+    assert_ne!(kvs[0].lease, 0, "written under a lease");
+
+    // v2's 5xx share is the backend's, v1's is zero; never more than the backends saw.
+    let rate = |s: &VersionStats| s.total.errors_5xx as f64 / s.total.requests as f64;
+    let (v1, v2s) = (&merged["v1"], &merged["v2"]);
+    assert_eq!(v1.total.errors_5xx, 0, "{v1:?}");
+    assert!(
+        (0.12..=0.28).contains(&rate(v2s)),
+        "v2 5xx rate {}: {v2s:?}",
+        rate(v2s)
+    );
+    assert!(
+        v2s.total.requests <= v2.requests(),
+        "{} > {}",
+        v2s.total.requests,
+        v2.requests()
+    );
+    assert!(v1.total.requests <= v1a.requests() + v1b.requests());
+    assert!(v1.total.timed > 0 && v1.total.mean_ms().is_some());
+    if kind == "nginx" {
+        assert!(
+            v1.total.percentile_ms(0.95).is_some(),
+            "nginx gives a histogram"
+        );
+    } else {
+        assert!(v1.total.buckets.is_empty(), "HAProxy gives no histogram");
+    }
+
+    // The same counters on /metrics.
+    let (m, text) = scrape(&base).await;
+    let series = |name: &str, version: &str| {
+        m.get(&format!(
+            "{name}{{app=\"app1\",version=\"{version}\",target=\"{kind}\"}}"
+        ))
+        .copied()
+        .unwrap_or_else(|| panic!("no {name} of {version} in\n{text}"))
+    };
+    assert!(series("disco_requests_total", "v2") >= v2s.total.requests as f64);
+    assert!(series("disco_requests_5xx_total", "v2") > 0.0);
+    assert_eq!(series("disco_requests_5xx_total", "v1"), 0.0);
+    assert!(series("disco_response_time_seconds_count", "v1") > 0.0);
+    // /status carries the last records too.
+    let doc: serde_json::Value =
+        serde_json::from_str(&http_get(&format!("{base}/status")).await.1).unwrap();
+    assert!(doc["traffic"]["app1"]["versions"]["v2"]["total"]["requests"].as_u64() > Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_stats_socket_gives_per_version_5xx_rates() {
+    published_stats_by_version("haproxy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_access_log_gives_per_version_5xx_rates() {
+    published_stats_by_version("nginx").await;
+}
