@@ -1,0 +1,359 @@
+//! The demo (`scripts/demo.sh`): the seed's story on loopback with the real things.
+//! etcd, three instances of a demo app in v1 and three in v2 (each registered by its
+//! own `disco-agent register`), HAProxy and nginx each driven by an LB agent, and live
+//! traffic through both while `discoctl` promotes a canary, opens a dark canary for
+//! internal requests, switches blue/green and rolls back. After each step it prints the
+//! share of traffic per version and the failed requests (0). Everything it started is
+//! stopped at the end, also on Ctrl-C; `--keep` leaves it running to explore.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport, Nginx};
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sibling(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(name)
+}
+
+struct Demo {
+    endpoints: String,
+    dir: PathBuf,
+    ci: bool,
+}
+
+impl Demo {
+    fn discoctl(&self, args: &[&str]) -> bool {
+        println!("$ discoctl {}", args.join(" "));
+        let status = Command::new(sibling("discoctl"))
+            .args(args)
+            .env("DISCO_ETCD_ENDPOINTS", &self.endpoints)
+            .env("DISCO_ACTOR", "demo@localhost")
+            .status()
+            .expect("running discoctl");
+        status.success()
+    }
+
+    fn agent(&self, id: &str, args: &[String]) -> Proc {
+        let log = std::fs::File::create(self.dir.join(format!("{id}.log"))).unwrap();
+        Proc(
+            Command::new(sibling("disco-agent"))
+                .arg("--agent-id")
+                .arg(id)
+                .args(args)
+                .env("DISCO_ETCD_ENDPOINTS", &self.endpoints)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("starting disco-agent"),
+        )
+    }
+}
+
+/// Traffic per version over the next `n` requests of each load, and failures so far.
+fn show(loads: &[(&str, Load)], n: u64) {
+    for (name, load) in loads {
+        load.wait_for_ok(30);
+        let before = load.snapshot();
+        let after = load.wait_for_ok(n);
+        let window: LoadReport = after.since(&before);
+        let total: u64 = window.by_body.values().sum();
+        let shares: Vec<String> = window
+            .by_body
+            .iter()
+            .map(|(v, c)| format!("{v} {:>3.0}%", 100.0 * *c as f64 / total.max(1) as f64))
+            .collect();
+        println!(
+            "   {name:<24} {:<20} requests so far {:>7}, failed {}",
+            shares.join("  "),
+            after.sent,
+            after.failed
+        );
+    }
+}
+
+fn main() {
+    let mut keep = false;
+    let mut ci = false;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--keep" => keep = true,
+            "--ci" => ci = true,
+            _ => {
+                eprintln!("usage: disco-demo [--keep] [--ci]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // Ctrl-C: stop between steps; Drop cleans up everything started.
+        let _ = std::thread::spawn(move || {
+            let mut signals = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            signals.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+            stop.store(true, Ordering::SeqCst);
+            let _ = &mut signals;
+        });
+    }
+    let work = tempfile::Builder::new()
+        .prefix("disco-demo-")
+        .tempdir()
+        .unwrap();
+    let etcd = Etcd::start();
+    let demo = Demo {
+        endpoints: etcd.endpoints().join(","),
+        dir: work.path().to_path_buf(),
+        ci,
+    };
+    println!("etcd is up at {}", demo.endpoints);
+
+    // The application: three instances in v1 and three in v2, each registered by its
+    // own agent (as on an app host).
+    let mut instances = BTreeMap::new();
+    let mut registrations = Vec::new();
+    for i in 1..=3 {
+        for v in ["v1", "v2"] {
+            let backend = Backend::start(v);
+            let instance = format!("instance{i}");
+            registrations.push(
+                demo.agent(
+                    &format!("app-{instance}-{v}"),
+                    &[
+                        "register",
+                        "--app",
+                        "app1",
+                        "--instance",
+                        &instance,
+                        "--version",
+                        v,
+                        "--address",
+                        &backend.addr(),
+                        "--health",
+                        "/healthz",
+                        "--interval",
+                        "300ms",
+                        "--rise",
+                        "1",
+                        "--lease-ttl",
+                        "5s",
+                    ]
+                    .map(String::from),
+                ),
+            );
+            instances.insert((instance, v), backend);
+        }
+    }
+    println!("demo app: instance1-3 in v1 and v2, each registered by `disco-agent register`");
+
+    // The load balancers: HAProxy and nginx, each with its LB agent.
+    let hfile = demo.dir.join("disco.cfg");
+    let nfile = demo.dir.join("disco.conf");
+    let haproxy = Haproxy::start(&hfile);
+    let nginx = Nginx::start(&nfile);
+    let hport = disco_harness::ports::free_port();
+    let nport = disco_harness::ports::free_port();
+    let config = |id: &str, target: String| -> String {
+        let path = demo.dir.join(format!("{id}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "cache_path = \"{}/{id}.cache.json\"\n{target}",
+                demo.dir.display()
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let hconf = config(
+        "lb-haproxy",
+        format!(
+            "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{hport}\"\n",
+            hfile.display(),
+            haproxy.main_config().display(),
+            haproxy.master_socket().display()
+        ),
+    );
+    let nconf = config(
+        "lb-nginx",
+        format!(
+            "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{nport}\"\n",
+            nfile.display(),
+            nginx.nginx_test_args(),
+            nginx.pid_file().display()
+        ),
+    );
+    let _lb_h = demo.agent("lb-haproxy", &["--config".into(), hconf]);
+    let _lb_n = demo.agent("lb-nginx", &["--config".into(), nconf]);
+    println!(
+        "HAProxy on 127.0.0.1:{hport}, nginx on 127.0.0.1:{nport}, each driven by an LB agent\n"
+    );
+
+    let step = |title: &str| println!("\n== {title}");
+    let must = |ok: bool| {
+        if !ok {
+            eprintln!(
+                "demo: a discoctl step failed; logs in {}",
+                demo.dir.display()
+            );
+            std::process::exit(1);
+        }
+    };
+    step("the seed: app1 with three slots on v1");
+    must(demo.discoctl(&["app", "set", "app1", "--listen", "0.0.0.0:8080"]));
+    // Wait until every instance registered itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(sibling("discoctl"))
+            .args(["-o", "json", "status", "app1"])
+            .env("DISCO_ETCD_ENDPOINTS", &demo.endpoints)
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let registered = doc["apps"]["app1"]["endpoints"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .map(|v| v.as_object().map_or(0, |o| o.len()))
+                    .sum::<usize>()
+            })
+            .unwrap_or(0);
+        if registered == 6 {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "demo: instances did not register within 30s; logs in {}",
+                demo.dir.display()
+            );
+            std::process::exit(1);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 1..=3 {
+        must(demo.discoctl(&["route", "set", "app1", &format!("instance{i}"), "v1"]));
+    }
+    must(demo.discoctl(&["status", "app1"]));
+
+    let internal = vec![("X-Internal".to_string(), "1".to_string())];
+    let load = |port: u16, keep_alive: bool, headers: Vec<(String, String)>| {
+        Load::start(
+            &format!("http://127.0.0.1:{port}/"),
+            LoadOptions {
+                connections: 2,
+                keep_alive,
+                headers,
+            },
+        )
+    };
+    let loads = vec![
+        ("HAProxy public", load(hport, true, vec![])),
+        ("HAProxy new connections", load(hport, false, vec![])),
+        ("HAProxy internal", load(hport, true, internal.clone())),
+        ("nginx public", load(nport, true, vec![])),
+        ("nginx new connections", load(nport, false, vec![])),
+        ("nginx internal", load(nport, true, internal)),
+    ];
+    println!("\nlive traffic through both proxies: public, fresh connections, and internal (X-Internal: 1)");
+    let window = if demo.ci { 300 } else { 2000 };
+    show(&loads, window);
+
+    let steps: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "canary: one slot to v2 (returns once both LB agents applied it)",
+            vec!["promote", "app1", "v2"],
+        ),
+        (
+            "dark canary: internal requests (X-Internal: 1) reach v2 only",
+            vec!["dark", "app1", "v2", "--header", "X-Internal=1"],
+        ),
+        ("dark canary off", vec!["dark", "app1", "--off"]),
+        (
+            "blue/green: every slot to v2 at once",
+            vec!["switch", "app1", "v2"],
+        ),
+        (
+            "rollback: back to v1, instantly (v1 never stopped)",
+            vec!["rollback", "app1"],
+        ),
+    ];
+    for (title, args) in steps {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        step(title);
+        must(demo.discoctl(&args));
+        show(&loads, window);
+    }
+    step("history");
+    must(demo.discoctl(&["history", "app1"]));
+
+    let mut failed = 0;
+    let mut sent = 0;
+    println!("\n== summary");
+    for (name, load) in loads {
+        let r = load.stop();
+        println!(
+            "   {name:<24} sent {:>7}  failed {}  retried {}",
+            r.sent, r.failed, r.retried
+        );
+        failed += r.failed;
+        sent += r.sent;
+    }
+    println!("   total: {sent} requests, {failed} failed");
+
+    if keep && !stop.load(Ordering::SeqCst) {
+        println!(
+            "\neverything keeps running (Ctrl-C stops it). Try:\n  export DISCO_ETCD_ENDPOINTS={}\n  {} status app1\n  {} promote app1 v2\n  curl -s http://127.0.0.1:{hport}/ ; curl -s http://127.0.0.1:{nport}/\n  curl -s -H 'X-Internal: 1' http://127.0.0.1:{hport}/\nlogs: {}",
+            demo.endpoints,
+            sibling("discoctl").display(),
+            sibling("discoctl").display(),
+            demo.dir.display()
+        );
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // Registering agents drain on SIGTERM (Drop), while the LB agents still run.
+    drop(registrations);
+    drop(instances);
+    let _ = Path::new(&demo.dir);
+    if failed > 0 {
+        eprintln!("demo: {failed} requests failed");
+        std::process::exit(1);
+    }
+    println!("demo finished: 0 failed requests");
+}
