@@ -7,7 +7,7 @@
 //! stopped at the end, also on Ctrl-C; `--keep` leaves it running to explore.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -113,6 +113,18 @@ fn main() {
             }
         }
     }
+    // Everything the demo starts is stopped when `run` returns, before the exit.
+    let code = match run(keep, ci) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(keep: bool, ci: bool) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -224,16 +236,17 @@ fn main() {
 
     let step = |title: &str| println!("\n== {title}");
     let must = |ok: bool| {
-        if !ok {
-            eprintln!(
-                "demo: a discoctl step failed; logs in {}",
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "a discoctl step failed; logs in {}",
                 demo.dir.display()
-            );
-            std::process::exit(1);
+            ))
         }
     };
     step("the seed: app1 with three slots on v1");
-    must(demo.discoctl(&["app", "set", "app1", "--listen", "0.0.0.0:8080"]));
+    must(demo.discoctl(&["app", "set", "app1", "--listen", "0.0.0.0:8080"]))?;
     // Wait until every instance registered itself.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -255,18 +268,54 @@ fn main() {
             break;
         }
         if Instant::now() > deadline {
-            eprintln!(
-                "demo: instances did not register within 30s; logs in {}",
+            return Err(format!(
+                "instances did not register within 30s; logs in {}",
                 demo.dir.display()
-            );
-            std::process::exit(1);
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     for i in 1..=3 {
-        must(demo.discoctl(&["route", "set", "app1", &format!("instance{i}"), "v1"]));
+        must(demo.discoctl(&["route", "set", "app1", &format!("instance{i}"), "v1"]))?;
     }
-    must(demo.discoctl(&["status", "app1"]));
+    // Both LB agents up and serving the seed before the traffic starts.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let converged = runtime.block_on(async {
+        let store = disco::store::Store::new(disco::store::EtcdConfig {
+            endpoints: etcd.endpoints(),
+            ..Default::default()
+        })
+        .unwrap();
+        let ks = disco::Keyspace::default();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while disco::converge::lb_agents(&store, &ks)
+            .await
+            .map(|a| a.len())
+            .unwrap_or(0)
+            < 2
+        {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, kvs) = store.get_prefix(&ks.apps(), None).await.unwrap();
+        let latest = kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0);
+        disco::converge::wait(&store, &ks, latest, Duration::from_secs(30))
+            .await
+            .map(|w| w.converged())
+            .unwrap_or(false)
+    });
+    if !converged {
+        return Err(format!(
+            "the LB agents did not apply the seed within 30s; logs in {}",
+            demo.dir.display()
+        ));
+    }
+    must(demo.discoctl(&["status", "app1"]))?;
 
     let internal = vec![("X-Internal".to_string(), "1".to_string())];
     let load = |port: u16, keep_alive: bool, headers: Vec<(String, String)>| {
@@ -315,11 +364,11 @@ fn main() {
             break;
         }
         step(title);
-        must(demo.discoctl(&args));
+        must(demo.discoctl(&args))?;
         show(&loads, window);
     }
     step("history");
-    must(demo.discoctl(&["history", "app1"]));
+    must(demo.discoctl(&["history", "app1"]))?;
 
     let mut failed = 0;
     let mut sent = 0;
@@ -350,10 +399,12 @@ fn main() {
     // Registering agents drain on SIGTERM (Drop), while the LB agents still run.
     drop(registrations);
     drop(instances);
-    let _ = Path::new(&demo.dir);
     if failed > 0 {
-        eprintln!("demo: {failed} requests failed");
-        std::process::exit(1);
+        return Err(format!(
+            "{failed} requests failed; logs in {}",
+            demo.dir.display()
+        ));
     }
     println!("demo finished: 0 failed requests");
+    Ok(())
 }
