@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --release -q -p disco-agent -p discoctl -p disco-bench
 echo "## put -> installed -> reloaded (disco-agent)"
-target/release/agent-latency "$@"
+"${CARGO_TARGET_DIR:-target}/release/agent-latency" "$@"
 echo
 echo "## discoctl promote --wait"
-target/release/promote-latency
+"${CARGO_TARGET_DIR:-target}/release/promote-latency"

@@ -19,4 +19,4 @@ done
 scripts/deps.sh
 echo "building disco (release)..."
 cargo build --release -q -p disco-agent -p discoctl -p disco-bench
-exec target/release/disco-demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/disco-demo" "$@"
