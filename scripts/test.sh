@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then checks formatting, lints and runs
 # every test of the workspace (unit, golden files, integration tests against real
-# etcd, HAProxy and nginx).
+# etcd, HAProxy and nginx), and validates docker-compose.yml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+docker-compose -f docker-compose.yml config -q

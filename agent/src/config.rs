@@ -422,6 +422,8 @@ mod tests {
         for text in [
             include_str!("../../packaging/examples/agent-lb.toml"),
             include_str!("../../packaging/examples/agent-app.toml"),
+            include_str!("../../docker/lb-haproxy.toml"),
+            include_str!("../../docker/lb-nginx.toml"),
         ] {
             let c: Config = toml::from_str(text).unwrap();
             c.validate().unwrap();

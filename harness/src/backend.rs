@@ -45,7 +45,12 @@ pub struct Backend {
 impl Backend {
     /// Starts a backend answering `version` on a free 127.0.0.1 port.
     pub fn start(version: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a backend port");
+        Backend::start_on("127.0.0.1:0", version).expect("binding a backend port")
+    }
+
+    /// Starts a backend answering `version` on `listen` (the demo app uses this).
+    pub fn start_on(listen: &str, version: &str) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr().expect("backend address").to_string();
         let shared = Arc::new(Shared {
             version: version.to_string(),
@@ -61,11 +66,11 @@ impl Backend {
                 .spawn(move || accept_loop(listener, shared))
                 .expect("spawning the backend accept thread")
         };
-        Backend {
+        Ok(Backend {
             addr,
             shared,
             acceptor: Mutex::new(Some(acceptor)),
-        }
+        })
     }
 
     /// `127.0.0.1:port`, for a proxy's server line.
