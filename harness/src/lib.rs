@@ -12,9 +12,11 @@
 //! - [`load`]: a load generator counting requests by the zero-drop acceptance rules.
 //! - [`http`]: the minimal HTTP/1.1 client under `load`, and [`get`] for one request.
 //! - [`process`]: `/proc` helpers, so that no started process outlives its test.
+//! - [`generated`]: checks that generated completions and man pages are current.
 
 pub mod backend;
 pub mod etcd;
+pub mod generated;
 pub mod haproxy;
 pub mod http;
 pub mod load;
