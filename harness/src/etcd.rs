@@ -11,6 +11,19 @@ use std::time::Duration;
 
 use crate::ports::free_port;
 
+/// PEM files of a TLS-enabled etcd: the CA, and a client certificate it accepts.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA that signed the server and client certificates.
+    pub ca: PathBuf,
+    /// A client certificate signed by the CA.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+}
+
 struct Member {
     name: String,
     client_port: u16,
@@ -24,6 +37,10 @@ impl Member {
     fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
+    fn client_url_tls(&self, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
     fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
     }
@@ -34,6 +51,8 @@ pub struct Etcd {
     members: Vec<Member>,
     initial_cluster: String,
     token: String,
+    tls: Option<TlsFiles>,
+    auth: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -43,8 +62,65 @@ impl Etcd {
         Etcd::cluster(1)
     }
 
+    /// Starts a single-member etcd that serves clients over TLS only and requires a
+    /// client certificate signed by its CA ([`Etcd::tls_files`]).
+    pub fn start_tls() -> Etcd {
+        Etcd::start_with(1, true)
+    }
+
+    /// The CA and client certificate of a TLS etcd.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// Creates user `root` with `password` and turns authentication on.
+    pub fn enable_auth(&mut self, password: &str) {
+        self.etcdctl(&[
+            "user",
+            "add",
+            &format!("root:{password}"),
+            "--interactive=false",
+        ]);
+        self.etcdctl(&["auth", "enable"]);
+        self.auth = Some(("root".into(), password.into()));
+    }
+
+    fn etcdctl(&self, args: &[&str]) -> String {
+        let member = self
+            .members
+            .iter()
+            .find(|m| m.child.is_some())
+            .expect("a running member");
+        let mut cmd = Command::new(crate::program("etcdctl", "etcd-client"));
+        cmd.env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(member.client_url_tls(self.tls.is_some()));
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.cert)
+                .arg("--key")
+                .arg(&tls.key);
+        }
+        if let Some((user, password)) = &self.auth {
+            cmd.arg("--user").arg(format!("{user}:{password}"));
+        }
+        let out = cmd.args(args).output().expect("running etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Starts an `n`-member cluster and waits until every member is healthy.
     pub fn cluster(n: usize) -> Etcd {
+        Etcd::start_with(n, false)
+    }
+
+    fn start_with(n: usize, tls: bool) -> Etcd {
         let dir = tempfile::Builder::new()
             .prefix("disco-etcd-")
             .tempdir()
@@ -69,10 +145,13 @@ impl Etcd {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let tls = tls.then(|| make_certificates(dir.path()));
         let mut etcd = Etcd {
             members,
             initial_cluster,
             token,
+            tls,
+            auth: None,
             _dir: dir,
         };
         for i in 0..n {
@@ -92,15 +171,27 @@ impl Etcd {
             .append(true)
             .open(&m.log)
             .expect("etcd log file");
-        let child = Command::new(program)
+        let tls = self.tls.is_some();
+        let mut command = Command::new(program);
+        if let Some(t) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
             .arg(&m.data_dir)
             .arg("--listen-client-urls")
-            .arg(m.client_url())
+            .arg(m.client_url_tls(tls))
             .arg("--advertise-client-urls")
-            .arg(m.client_url())
+            .arg(m.client_url_tls(tls))
             .arg("--listen-peer-urls")
             .arg(m.peer_url())
             .arg("--initial-advertise-peer-urls")
@@ -133,7 +224,14 @@ impl Etcd {
                     );
                 }
             }
-            if health(self.members[i].client_port) {
+            let healthy = match &self.tls {
+                None => health(self.members[i].client_port),
+                Some(_) => {
+                    std::net::TcpStream::connect(("127.0.0.1", self.members[i].client_port)).is_ok()
+                        && self.try_etcdctl_health(i)
+                }
+            };
+            if healthy {
                 return;
             }
             if std::time::Instant::now() > deadline {
@@ -147,20 +245,40 @@ impl Etcd {
         }
     }
 
+    fn try_etcdctl_health(&self, i: usize) -> bool {
+        let tls = self.tls.as_ref().expect("TLS etcd");
+        Command::new(crate::program("etcdctl", "etcd-client"))
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(self.members[i].client_url_tls(true))
+            .arg("--cacert")
+            .arg(&tls.ca)
+            .arg("--cert")
+            .arg(&tls.cert)
+            .arg("--key")
+            .arg(&tls.key)
+            .args(["endpoint", "health"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
     fn log_tail(&self, i: usize) -> String {
         let text = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// The client URL of every member, e.g. `http://127.0.0.1:40123`.
+    /// The client URL of every member, e.g. `http://127.0.0.1:40123` (`https://` for a
+    /// TLS etcd).
     pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(Member::client_url).collect()
+        let tls = self.tls.is_some();
+        self.members.iter().map(|m| m.client_url_tls(tls)).collect()
     }
 
     /// The client URL of the first member.
     pub fn endpoint(&self) -> String {
-        self.members[0].client_url()
+        self.members[0].client_url_tls(self.tls.is_some())
     }
 
     /// Kills member `i` (SIGKILL) and waits for it to exit.
@@ -207,6 +325,82 @@ impl Drop for Etcd {
         for i in 0..self.members.len() {
             self.kill(i);
         }
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with the
+/// `openssl` command in `dir`.
+fn make_certificates(dir: &std::path::Path) -> TlsFiles {
+    let openssl = |args: &[&str]| {
+        let out = Command::new(crate::program("openssl", "openssl"))
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("running openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=disco test CA",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for name in ["server", "client"] {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN=disco test {name}"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+    TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("client.pem"),
+        key: dir.join("client.key"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
     }
 }
 

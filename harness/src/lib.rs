@@ -25,7 +25,7 @@ pub mod ports;
 pub mod process;
 
 pub use backend::Backend;
-pub use etcd::Etcd;
+pub use etcd::{Etcd, TlsFiles};
 pub use haproxy::Haproxy;
 pub use http::get;
 pub use load::{Load, LoadOptions, LoadReport};
