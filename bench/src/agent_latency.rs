@@ -118,6 +118,7 @@ struct Row {
     changes: usize,
     installed: Vec<f64>,
     applied: Vec<f64>,
+    put: Vec<f64>,
     check_ms: Option<f64>,
     rss_rest_kib: u64,
     cpu_percent: f64,
@@ -307,11 +308,13 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
     });
     let mut installed = Vec::new();
     let mut applied = Vec::new();
+    let mut put_rtt = Vec::new();
     for i in 0..changes {
         let seen = changed_at.lock().unwrap().len();
         let version = if i % 2 == 0 { "v2" } else { "v1" };
         let t0 = Instant::now();
         let rev = store.put(&route, version, None).await.unwrap();
+        put_rtt.push(t0.elapsed().as_secs_f64() * 1000.0);
         let done = until_applied(&mut status_updates, rev).await;
         applied.push((done - t0).as_secs_f64() * 1000.0);
         let t_installed = changed_at.lock().unwrap().get(seen).copied();
@@ -329,11 +332,13 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
     let rss_rest_kib = rss_kib(pid);
     installed.sort_by(f64::total_cmp);
     applied.sort_by(f64::total_cmp);
+    put_rtt.sort_by(f64::total_cmp);
     Row {
         target: kind.to_string(),
         changes,
         installed,
         applied,
+        put: put_rtt,
         check_ms,
         rss_rest_kib,
         cpu_percent: cpu_ticks_used as f64 / 100.0 / wall_s * 100.0,
@@ -373,14 +378,15 @@ fn main() {
         .map(|t| runtime.block_on(bench_target(t, changes)))
         .collect();
     println!(
-        "| target | changes | put→installed p50 / p90 / p99 (ms) | put→reloaded+published p50 / p90 / p99 (ms) | validation alone, median (ms) | agent RSS at rest (MiB) | agent CPU during run |"
+        "| target | changes | etcd put alone p50 (ms) | put→installed p50 / p90 / p99 (ms) | put→reloaded+published p50 / p90 / p99 (ms) | validation alone, median (ms) | agent RSS at rest (MiB) | agent CPU during run |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {} | {:.1} | {:.1} % |",
+            "| {} | {} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {} | {:.1} | {:.1} % |",
             r.target,
             r.changes,
+            percentile(&r.put, 0.5),
             percentile(&r.installed, 0.5),
             percentile(&r.installed, 0.9),
             percentile(&r.installed, 0.99),
