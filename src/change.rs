@@ -54,6 +54,13 @@ impl ChangeSet {
         self
     }
 
+    /// Writes `key` under `lease`: it disappears when the lease expires or is revoked.
+    pub fn put_leased(&mut self, key: &str, value: impl Into<Vec<u8>>, lease: i64) -> &mut Self {
+        let options = etcd_client::PutOptions::new().with_lease(lease);
+        self.ops.push(TxnOp::put(key, value, Some(options)));
+        self
+    }
+
     /// Deletes `key`.
     pub fn delete(&mut self, key: &str) -> &mut Self {
         self.ops.push(TxnOp::delete(key, None));

@@ -9,10 +9,12 @@
 //! <prefix>/agents/<agent-id>                           agent status (JSON, leased)
 //! <prefix>/history/<app>/<seq>                         audit record (JSON)
 //! <prefix>/stats/<app>/<agent-id>                      traffic stats of one LB agent (JSON, leased)
+//! <prefix>/locks/rollout/<app>                         lock of the discoctl running a canary (JSON, leased)
 //! ```
 //!
 //! What agents write (status, stats) lives outside `<prefix>/apps/`, which LB agents
-//! watch, so that agents reporting never wake each other up.
+//! watch, so that agents reporting never wake each other up; so does the canary lock,
+//! whose lease expiring must not wake them either.
 
 use crate::validate::{self, Invalid};
 
@@ -48,6 +50,9 @@ pub enum Key {
     History { app: String, seq: u64 },
     /// One LB agent's traffic statistics for one app ([`crate::stats::AppStats`]).
     Stats { app: String, agent: String },
+    /// The lock of the discoctl running an app's canary, under that discoctl's lease
+    /// (the canary's state, [`Key::Rollout`], is not leased: it survives a crash).
+    RolloutLock { app: String },
 }
 
 /// The prefix all keys live under (default `/disco`), normalised: it starts with `/`
@@ -135,6 +140,7 @@ impl Keyspace {
             Key::Agent { id } => format!("{p}/agents/{id}"),
             Key::History { app, seq } => format!("{p}/history/{app}/{seq:020}"),
             Key::Stats { app, agent } => format!("{p}/stats/{app}/{agent}"),
+            Key::RolloutLock { app } => format!("{p}/locks/rollout/{app}"),
         }
     }
 
@@ -206,6 +212,12 @@ impl Keyspace {
                     agent: agent.to_string(),
                 }
             }
+            ["locks", "rollout", app] => {
+                check("app name", app)?;
+                Key::RolloutLock {
+                    app: app.to_string(),
+                }
+            }
             _ => return Err(err("not a disco key".into())),
         };
         Ok(key)
@@ -238,6 +250,7 @@ mod tests {
                 app: "app1".into(),
                 agent: "lb-1".into(),
             },
+            Key::RolloutLock { app: "app1".into() },
         ]
     }
 
@@ -267,6 +280,7 @@ mod tests {
                 "/disco/agents/lb-1",
                 "/disco/history/app1/00000000000000000042",
                 "/disco/stats/app1/lb-1",
+                "/disco/locks/rollout/app1",
             ]
         );
     }

@@ -8,6 +8,8 @@
 //! - [`snapshot`]: the routing state at one revision, built from key/values and events.
 //! - [`change`]: a change as one compare-and-swap transaction with its audit record.
 //! - [`plan`]: discoctl's verbs planned (promote, switch, rollback, dark, weight): pure.
+//! - [`rollout`]: automated canaries: steps, the state recorded in etcd, each step
+//!   planned, the restore, and the analysis of a step's traffic: pure.
 //! - [`converge`]: waiting until every live LB agent has applied a revision.
 //! - [`stats`]: the traffic statistics LB agents publish per app and version, and
 //!   their arithmetic (sum over agents, difference over an interval, percentiles).
@@ -22,6 +24,7 @@ pub mod keys;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod rollout;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -17,8 +17,9 @@ use crate::snapshot::App;
 use crate::validate::{self, Invalid};
 
 /// The history actions that bring a version in: [`plan_rollback`] undoes the newest of
-/// them. `rollback` itself is not one, so that rolling back twice changes nothing.
-pub const ROLLOUT_ACTIONS: [&str; 3] = ["promote", "switch", "route set"];
+/// them (`canary` is a step of `discoctl canary`). `rollback` itself is not one, so that
+/// rolling back twice changes nothing.
+pub const ROLLOUT_ACTIONS: [&str; 4] = ["promote", "switch", "route set", "canary"];
 
 /// Why a verb cannot be planned. Nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,8 +66,8 @@ pub enum PlanError {
         /// The versions the slots route to.
         routed: Vec<String>,
     },
-    /// A rollback found no promote, switch or route set record to undo.
-    #[error("nothing to roll back: the history has no promote, switch or route set record (use --to VERSION)")]
+    /// A rollback found no promote, switch, route set or canary record to undo.
+    #[error("nothing to roll back: the history has no promote, switch, route set or canary record (use --to VERSION)")]
     NothingToRollBack,
     /// A rollback found a slot on the version being rolled back whose previous version
     /// the history does not tell.

@@ -202,8 +202,8 @@ impl Snapshot {
                 }
                 self.agents.insert(id, status);
             }
-            // The audit log and traffic statistics are not routing state.
-            Key::History { .. } | Key::Stats { .. } => {}
+            // The audit log, traffic statistics and locks are not routing state.
+            Key::History { .. } | Key::Stats { .. } | Key::RolloutLock { .. } => {}
         }
         Ok(())
     }
@@ -222,7 +222,7 @@ impl Snapshot {
                 self.agents.remove(id);
                 return;
             }
-            Key::History { .. } | Key::Stats { .. } => return,
+            Key::History { .. } | Key::Stats { .. } | Key::RolloutLock { .. } => return,
         };
         let Some(app) = self.apps.get_mut(app_name) else {
             return;
@@ -243,7 +243,10 @@ impl Snapshot {
             }
             Key::Policy { .. } => app.policy = None,
             Key::Rollout { .. } => app.rollout = None,
-            Key::Agent { .. } | Key::History { .. } | Key::Stats { .. } => {}
+            Key::Agent { .. }
+            | Key::History { .. }
+            | Key::Stats { .. }
+            | Key::RolloutLock { .. } => {}
         }
         if app.is_empty() {
             self.apps.remove(app_name);

@@ -168,7 +168,7 @@ pub async fn policy(
 }
 
 /// Requires every route key read to be unchanged, and no slot added since the read.
-fn guard_routes(ctx: &Ctx, state: &AppState, set: &mut ChangeSet) {
+pub fn guard_routes(ctx: &Ctx, state: &AppState, set: &mut ChangeSet) {
     for kv in state.routes.values() {
         set.expect(&kv.key, Some(kv));
     }

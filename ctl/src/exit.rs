@@ -12,12 +12,17 @@ pub const TIMEOUT: i32 = 3;
 pub const CONFLICT: i32 = 4;
 /// A precondition failed (e.g. no endpoint of the version); nothing written.
 pub const PRECONDITION: i32 = 5;
+/// `canary`: the canary was rolled back (a step failed its analysis, it was aborted or
+/// interrupted); the routing is back to the state before it.
+pub const ROLLED_BACK: i32 = 6;
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]
 pub struct Failure {
     pub code: i32,
     pub error: anyhow::Error,
+    /// Already reported on stdout (`check`): `main` prints nothing more.
+    pub quiet: bool,
 }
 
 impl Failure {
@@ -25,6 +30,16 @@ impl Failure {
         Failure {
             code,
             error: error.into(),
+            quiet: false,
+        }
+    }
+
+    /// Exit with `code`, the command having said everything already.
+    pub fn quiet(code: i32) -> Self {
+        Failure {
+            code,
+            error: anyhow::anyhow!("exit code {code}"),
+            quiet: true,
         }
     }
 }
@@ -41,7 +56,11 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
             _ if error.downcast_ref::<disco::validate::Invalid>().is_some() => USAGE,
             _ => ERROR,
         };
-        Failure { code, error }
+        Failure {
+            code,
+            error,
+            quiet: false,
+        }
     }
 }
 

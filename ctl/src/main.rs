@@ -6,7 +6,10 @@ mod cmd;
 mod commit;
 mod context;
 mod describe;
+mod events;
 mod exit;
+mod lock;
+mod runner;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -21,7 +24,9 @@ use context::{Ctx, Global, Output};
 ///
 /// Exit codes: 0 success, 1 error, 2 bad input or usage, 3 timed out waiting for
 /// agents (named on stderr), 4 conflict with a concurrent change, 5 precondition
-/// failed. Nothing is written on 1, 2, 4 and 5; on 3 the change is committed.
+/// failed, 6 canary rolled back. Nothing is written on 1, 2, 4 and 5; on 3 the change is
+/// committed. `check` follows the Nagios conventions instead: 0 OK, 1 WARNING,
+/// 2 CRITICAL, 3 UNKNOWN.
 #[derive(Debug, Parser)]
 #[command(name = "discoctl", version)]
 struct Cli {
@@ -77,6 +82,38 @@ enum Command {
     Agents,
     /// An app's audit log.
     History(cmd::history::HistoryArgs),
+    /// Automated canary: apply steps, observe traffic, continue or roll back.
+    ///
+    /// Each step is one transaction, waits until every live LB agent applied it, and is
+    /// observed for --interval through the traffic statistics the agents publish. A
+    /// step fails when VERSION's 5xx share is over --max-error-rate and over the other
+    /// versions' share, or its mean response time is over --max-latency; then
+    /// everything goes back to the state before the canary (routes, dark canary,
+    /// weights) with an audit record saying why, and the exit code is 6. Exit 0 when
+    /// every step passed; 3 when the agents did not apply a step in time (rolled back
+    /// too); 4 when a canary of APP is already running. SIGINT/SIGTERM roll back; a
+    /// second signal exits at once, leaving the canary for --resume.
+    Canary(cmd::canary::CanaryArgs),
+    /// Pause a running canary: its step timer stops until `resume`.
+    Pause(cmd::control::PauseArgs),
+    /// Resume a paused canary (also: confirm the final step of a --confirm canary).
+    Resume(cmd::control::ResumeArgs),
+    /// Abort a canary: it rolls back; returns once it has.
+    ///
+    /// If no discoctl runs the canary any more (its lock expired), this command takes
+    /// the lock and rolls back itself.
+    Abort(cmd::control::AbortArgs),
+    /// Nagios/Sensu check: agents, routes, error rates. Exit 0 OK, 1 WARNING,
+    /// 2 CRITICAL, 3 UNKNOWN.
+    ///
+    /// CRITICAL: fewer live LB agents than --min-agents; an LB agent with a last error;
+    /// a stale LB agent (newest status or statistics older than --stale-after, judged
+    /// for agents that publish statistics or lag the latest change); a route to a
+    /// missing or failing endpoint. WARNING: an LB agent still behind the latest
+    /// routing change after --lag-grace; a version whose 5xx share in the agents' last
+    /// statistics window is over --max-error-rate (with at least --min-requests);
+    /// records refused as invalid. UNKNOWN: etcd unreachable, unknown app, bad options.
+    Check(cmd::check::CheckArgs),
 }
 
 /// Prints what a write did.
@@ -91,7 +128,15 @@ pub fn report(ctx: &Ctx, what: &str, revision: i64) {
 }
 
 async fn run(cli: Cli) -> exit::Result {
-    let ctx = cli.global.context()?;
+    let is_check = matches!(cli.command, Command::Check(_));
+    let ctx = match cli.global.context() {
+        Ok(ctx) => ctx,
+        Err(f) if is_check => {
+            println!("DISCO UNKNOWN - {:#}", f.error);
+            return Err(exit::Failure::quiet(cmd::check::UNKNOWN));
+        }
+        Err(f) => return Err(f),
+    };
     match cli.command {
         Command::Endpoint(c) => cmd::endpoint::run(&ctx, c).await,
         Command::Route(c) => cmd::route::run(&ctx, c).await,
@@ -104,11 +149,24 @@ async fn run(cli: Cli) -> exit::Result {
         Command::Status { app } => cmd::status::run(&ctx, app).await,
         Command::Agents => cmd::agents::run(&ctx).await,
         Command::History(a) => cmd::history::run(&ctx, a).await,
+        Command::Canary(a) => cmd::canary::run(&ctx, a).await,
+        Command::Pause(a) => cmd::control::pause(&ctx, a).await,
+        Command::Resume(a) => cmd::control::resume(&ctx, a).await,
+        Command::Abort(a) => cmd::control::abort(&ctx, a).await,
+        Command::Check(a) => cmd::check::run(&ctx, a).await,
     }
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A check plugin's bad options are UNKNOWN (3), not CRITICAL (2).
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "check") => {
+            let _ = e.print();
+            std::process::exit(cmd::check::UNKNOWN);
+        }
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
         .with_writer(std::io::stderr)
@@ -120,7 +178,9 @@ fn main() {
     let code = match runtime.block_on(run(cli)) {
         Ok(()) => exit::OK,
         Err(failure) => {
-            eprintln!("discoctl: {:#}", failure.error);
+            if !failure.quiet {
+                eprintln!("discoctl: {:#}", failure.error);
+            }
             failure.code
         }
     };

@@ -70,9 +70,18 @@ pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result {
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|(revision, r)| {
+                    let routes = crate::describe::routes_change(&r.from, &r.to);
                     let change = match &r.policy {
-                        Some(p) => crate::describe::policy_change(p.from.as_ref(), p.to.as_ref()),
-                        None => crate::describe::routes_change(&r.from, &r.to),
+                        Some(p) => {
+                            let policy =
+                                crate::describe::policy_change(p.from.as_ref(), p.to.as_ref());
+                            if routes.is_empty() {
+                                policy
+                            } else {
+                                format!("{routes}; {policy}")
+                            }
+                        }
+                        None => routes,
                     };
                     vec![
                         r.seq.to_string(),

@@ -2,6 +2,9 @@
 
 pub mod agents;
 pub mod app;
+pub mod canary;
+pub mod check;
+pub mod control;
 pub mod dark;
 pub mod endpoint;
 pub mod history;

@@ -47,6 +47,27 @@ pub fn agent_json(agent: &AgentStatus, latest: i64) -> Value {
     v
 }
 
+/// `canary v2 step 2/3 (2 slots on v2): running, owner 123@host`.
+fn rollout_line(raw: &Value) -> String {
+    let Ok(r) = serde_json::from_value::<disco::rollout::Rollout>(raw.clone()) else {
+        return "canary record unreadable".into();
+    };
+    let step = match r.step.checked_sub(1).and_then(|i| r.steps.get(i)) {
+        Some(s) => format!(" ({})", s.describe(&r.version)),
+        None => String::new(),
+    };
+    let reason = r.reason.map(|x| format!(": {x}")).unwrap_or_default();
+    format!(
+        "canary {} step {}/{}{step}: {}{reason} (owner {}, started {})",
+        r.version,
+        r.step,
+        r.steps.len(),
+        r.state,
+        r.owner,
+        r.started_at
+    )
+}
+
 fn slot_state(slot: &Slot) -> &'static str {
     match slot.endpoint {
         None => "missing",
@@ -105,6 +126,7 @@ pub async fn run(ctx: &Ctx, app: Option<String>) -> Result {
                             "endpoints": a.endpoints,
                             "dark": policy.dark,
                             "weights": policy.weights,
+                            "rollout": a.rollout,
                         }),
                     )
                 })
@@ -153,6 +175,9 @@ pub async fn run(ctx: &Ctx, app: Option<String>) -> Result {
                         "-".into(),
                         "no slots".into(),
                     ]);
+                }
+                if let Some(raw) = &a.rollout {
+                    notes.push(format!("{name}: {}", rollout_line(raw)));
                 }
                 if policy.dark.is_some() || !policy.weights.is_empty() {
                     notes.push(format!(

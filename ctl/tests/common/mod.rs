@@ -12,7 +12,7 @@ use std::time::Duration;
 use disco::model::AgentStatus;
 use disco::store::{EtcdConfig, Store};
 use disco::{Key, Keyspace};
-use disco_harness::Etcd;
+use disco_harness::{Etcd, Haproxy, Nginx};
 
 /// Runs discoctl against `etcd` with `args`.
 pub fn discoctl(etcd: &Etcd, args: &[&str]) -> Output {
@@ -171,6 +171,18 @@ impl Agent {
         status_ttl: &str,
         target: impl FnOnce(&Path) -> String,
     ) -> Agent {
+        Agent::with_config(etcd, id, status_ttl, "", target)
+    }
+
+    /// Like [`Agent::with_target`], with `top` (top-level settings such as
+    /// `stats_interval = "200ms"`) added before the tables.
+    pub fn with_config(
+        etcd: &Etcd,
+        id: &str,
+        status_ttl: &str,
+        top: &str,
+        target: impl FnOnce(&Path) -> String,
+    ) -> Agent {
         let dir = tempfile::Builder::new()
             .prefix(&format!("discoctl-agent-{id}-"))
             .tempdir()
@@ -184,6 +196,7 @@ impl Agent {
 cache_path = "{cache}"
 status_ttl = "{status_ttl}"
 max_delay = "50ms"
+{top}
 [etcd]
 endpoints = {endpoints:?}
 connect_timeout = "500ms"
@@ -303,4 +316,252 @@ pub async fn seed_app(
             .unwrap();
     }
     rev
+}
+
+/// A real HAProxy (statistics from its stats socket) or nginx (statistics from its
+/// access log) driven by its own LB agent, which publishes traffic statistics every
+/// 200 ms. Serves app1 on `port` (the agent's listen override).
+pub struct Proxy {
+    pub agent: Agent,
+    pub port: u16,
+    _haproxy: Option<Haproxy>,
+    _nginx: Option<Nginx>,
+    _dir: tempfile::TempDir,
+}
+
+/// Top-level agent settings of every [`Proxy`]: statistics every 200 ms.
+pub const STATS_EVERY_200MS: &str = "stats_interval = \"200ms\"";
+
+impl Proxy {
+    /// HAProxy with a stats socket, and LB agent `id` (status lease `status_ttl`).
+    pub fn haproxy(etcd: &Etcd, id: &str, status_ttl: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let fragment = dir.path().join("disco.cfg");
+        let haproxy = Haproxy::start(&fragment);
+        let port = disco_harness::ports::free_port();
+        let agent = Agent::with_config(etcd, id, status_ttl, STATS_EVERY_200MS, |_| {
+            format!(
+                "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\nstats_socket = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{port}\"\n",
+                fragment.display(),
+                haproxy.main_config().display(),
+                haproxy.master_socket().display(),
+                haproxy.stats_socket().display()
+            )
+        });
+        Proxy {
+            agent,
+            port,
+            _haproxy: Some(haproxy),
+            _nginx: None,
+            _dir: dir,
+        }
+    }
+
+    /// nginx with disco's access log, and LB agent `id` (status lease `status_ttl`).
+    pub fn nginx(etcd: &Etcd, id: &str, status_ttl: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let fragment = dir.path().join("disco.conf");
+        let nginx = Nginx::start(&fragment);
+        let port = disco_harness::ports::free_port();
+        let log = dir.path().join("disco-access.log");
+        let agent = Agent::with_config(etcd, id, status_ttl, STATS_EVERY_200MS, |_| {
+            format!(
+                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{port}\"\n",
+                fragment.display(),
+                nginx.nginx_test_args(),
+                nginx.pid_file().display(),
+                log.display()
+            )
+        });
+        Proxy {
+            agent,
+            port,
+            _haproxy: None,
+            _nginx: Some(nginx),
+            _dir: dir,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+/// The highest mod revision under `<prefix>/apps/`: what every LB agent must apply.
+pub async fn latest_revision(store: &Store) -> i64 {
+    let (_, kvs) = store
+        .get_prefix(&Keyspace::default().apps(), None)
+        .await
+        .unwrap();
+    kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0)
+}
+
+/// A discoctl running in the background with `-o json`, its stdout lines (events)
+/// and stderr collected as they come.
+pub struct Background {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    pub args: Vec<String>,
+}
+
+impl Background {
+    /// Starts `discoctl -o json <args>`.
+    pub fn start(etcd: &Etcd, args: &[&str]) -> Background {
+        use std::io::{BufRead, Read};
+        let all: Vec<&str> = ["-o", "json"].iter().chain(args).copied().collect();
+        let mut child = command(etcd, &all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting discoctl");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let (l, e) = (lines.clone(), stderr.clone());
+        let readers = vec![
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    l.lock().unwrap().push(line);
+                }
+            }),
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let mut err = err;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    *e.lock().unwrap() = text.clone();
+                }
+            }),
+        ];
+        Background {
+            child,
+            lines,
+            stderr,
+            readers,
+            args: all.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The events so far (stdout lines parsed as JSON).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `timeout`) for an event named `name` for which `pred` holds.
+    pub fn wait_event(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self
+                .events()
+                .into_iter()
+                .find(|e| e["event"] == name && pred(e))
+            {
+                return e;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "{:?} exited ({status}) before event {name}: events {:#?}\nstderr: {}",
+                    self.args,
+                    self.events(),
+                    self.stderr()
+                );
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "no event {name} from {:?} within {timeout:?}: events {:#?}\nstderr: {}",
+                    self.args,
+                    self.events(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (up to `timeout`) for the exit; returns the code, the events and stderr.
+    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<serde_json::Value>, String) {
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{:?} still running after {timeout:?}: events {:#?}\nstderr: {}",
+                    self.args,
+                    self.events(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        (status.code(), self.events(), self.stderr())
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The canary record of `app`, if any.
+pub async fn rollout(store: &Store, app: &str) -> Option<serde_json::Value> {
+    let (_, kv) = store
+        .get(&key(Key::Rollout { app: app.into() }))
+        .await
+        .unwrap();
+    kv.map(|kv| serde_json::from_slice(&kv.value).unwrap())
+}
+
+/// Whether `app`'s canary lock is held.
+pub async fn locked(store: &Store, app: &str) -> bool {
+    let (_, kv) = store
+        .get(&key(Key::RolloutLock { app: app.into() }))
+        .await
+        .unwrap();
+    kv.is_some()
 }

@@ -1,0 +1,584 @@
+//! `discoctl canary` with the real things: etcd, LB agents driving HAProxy (statistics
+//! from its stats socket) and nginx (statistics from its access log), backends and
+//! load. A healthy v2 goes all the way without a failed request; a v2 answering 500s
+//! is rolled back at its first step, with the reason in the audit log. With template
+//! agents (no proxies): abort, pause/resume, --confirm, the lock against a second
+//! canary, and a crashed canary taken over with --resume or rolled back by `abort`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use disco_harness::{Backend, Etcd, Load, LoadOptions};
+use serde_json::Value;
+
+/// Three slots on v1, each with a v1 and a v2 backend.
+fn backends() -> Vec<(String, String, Backend)> {
+    (1..=3)
+        .flat_map(|i| {
+            ["v1", "v2"].map(|v| (format!("instance{i}"), v.to_string(), Backend::start(v)))
+        })
+        .collect()
+}
+
+async fn seed_backends(store: &disco::store::Store, backends: &[(String, String, Backend)]) -> i64 {
+    let endpoints: Vec<(&str, &str, String)> = backends
+        .iter()
+        .map(|(i, v, b)| (i.as_str(), v.as_str(), b.addr()))
+        .collect();
+    seed_app(
+        store,
+        "app1",
+        "0.0.0.0:1",
+        &endpoints,
+        &[
+            ("instance1", "v1"),
+            ("instance2", "v1"),
+            ("instance3", "v1"),
+        ],
+    )
+    .await
+}
+
+/// Three slots on v1, each with v1 and v2 endpoints nobody serves (template agents).
+async fn seed_plain(store: &disco::store::Store) -> i64 {
+    let endpoints: Vec<(&str, &str, String)> = ["instance1", "instance2", "instance3"]
+        .iter()
+        .enumerate()
+        .flat_map(|(n, i)| {
+            [
+                (*i, "v1", format!("127.0.0.1:{}", 9001 + n)),
+                (*i, "v2", format!("127.0.0.1:{}", 9101 + n)),
+            ]
+        })
+        .collect();
+    seed_app(
+        store,
+        "app1",
+        "127.0.0.1:8080",
+        &endpoints,
+        &[
+            ("instance1", "v1"),
+            ("instance2", "v1"),
+            ("instance3", "v1"),
+        ],
+    )
+    .await
+}
+
+fn names(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect()
+}
+
+fn history(etcd: &Etcd) -> Vec<Value> {
+    ok_json(etcd, &["history", "app1"])["records"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn on_v2(store: &disco::store::Store) -> usize {
+    routes(store, "app1")
+        .await
+        .values()
+        .filter(|v| *v == "v2")
+        .count()
+}
+
+fn load(url: &str) -> Load {
+    Load::start(
+        url,
+        LoadOptions {
+            connections: 2,
+            keep_alive: true,
+            headers: vec![],
+        },
+    )
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_completes_with_no_failed_request() {
+    let etcd = Etcd::start();
+    let store = store(&etcd);
+    let backends = backends();
+    let seeded = seed_backends(&store, &backends).await;
+    let haproxy = Proxy::haproxy(&etcd, "lb-haproxy", "5s");
+    let nginx = Proxy::nginx(&etcd, "lb-nginx", "5s");
+    applied(&store, &haproxy.agent, seeded).await;
+    applied(&store, &nginx.agent, seeded).await;
+    let loads = [
+        ("haproxy", load(&haproxy.url())),
+        ("nginx", load(&nginx.url())),
+    ];
+    for (_, l) in &loads {
+        l.wait_for_ok(100);
+    }
+
+    let canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,2,all",
+            "--interval",
+            "3s",
+        ],
+    );
+    let (code, events, stderr) = canary.finish(Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{events:#?}\n{stderr}");
+    for (name, l) in loads {
+        let r = l.stop();
+        println!("{name}: {r:?}");
+        assert_eq!(r.failed, 0, "{name}: {:?}", r.errors);
+        assert!(
+            r.by_body.get("v2").copied().unwrap_or(0) > 0,
+            "{name}: {r:?}"
+        );
+    }
+
+    // Every step: started, applied by both agents, observed with traffic, passed.
+    let kinds: Vec<&str> = names(&events)
+        .into_iter()
+        .filter(|e| *e != "observation")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "started",
+            "step_started",
+            "applied",
+            "step_passed",
+            "step_started",
+            "applied",
+            "step_passed",
+            "step_started",
+            "applied",
+            "step_passed",
+            "completed"
+        ],
+        "{events:#?}"
+    );
+    let passed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "step_passed")
+        .collect();
+    for (n, e) in passed.iter().enumerate() {
+        assert_eq!(e["step"], n + 1);
+        assert_eq!(e["of"], 3);
+        assert!(e["canary"]["requests"].as_u64().unwrap() >= 20, "{e}");
+        assert_eq!(e["canary"]["errors_5xx"], 0, "{e}");
+        assert_eq!(e["canary"]["version"], "v2");
+    }
+    // Until the last step, the stable version had traffic too.
+    assert!(passed[0]["stable"]["requests"].as_u64().unwrap() > 0);
+    for e in events.iter().filter(|e| e["event"] == "applied") {
+        assert_eq!(
+            e["agents"],
+            serde_json::json!(["lb-haproxy", "lb-nginx"]),
+            "{e}"
+        );
+        assert_eq!(e["lagging"], serde_json::json!([]));
+    }
+
+    assert_eq!(on_v2(&store).await, 3);
+    let record = rollout(&store, "app1").await.unwrap();
+    assert_eq!(record["state"], "done", "{record}");
+    assert_eq!(record["step"], 3);
+    assert_eq!(record["passed"], 3);
+    assert!(!locked(&store, "app1").await, "the lock is given up");
+    let records = history(&etcd);
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["canary", "canary", "canary"]);
+    assert_eq!(records[0]["to"], serde_json::json!({"instance1": "v2"}));
+    assert_eq!(records[1]["to"], serde_json::json!({"instance2": "v2"}));
+    assert_eq!(records[2]["to"], serde_json::json!({"instance3": "v2"}));
+    assert!(records[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("canary step 1/3"));
+    // `status` shows the finished canary; a plain `rollback` undoes it.
+    let table = ok(&etcd, &["status", "app1"]);
+    assert!(
+        table.contains("app1: canary v2 step 3/3 (every slot on v2): done"),
+        "{table}"
+    );
+    ok_json(&etcd, &["rollback", "app1"]);
+    assert_eq!(on_v2(&store).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_answering_500s_is_rolled_back_at_the_first_step() {
+    let etcd = Etcd::start();
+    let store = store(&etcd);
+    let backends = backends();
+    for (_, v, b) in &backends {
+        if v == "v2" {
+            b.set_error_rate(0.3);
+        }
+    }
+    let seeded = seed_backends(&store, &backends).await;
+    let haproxy = Proxy::haproxy(&etcd, "lb-haproxy", "5s");
+    let nginx = Proxy::nginx(&etcd, "lb-nginx", "5s");
+    applied(&store, &haproxy.agent, seeded).await;
+    applied(&store, &nginx.agent, seeded).await;
+    let loads = [load(&haproxy.url()), load(&nginx.url())];
+    for l in &loads {
+        l.wait_for_ok(100);
+    }
+
+    let canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,2,all",
+            "--interval",
+            "3s",
+        ],
+    );
+    let (code, events, stderr) = canary.finish(Duration::from_secs(120));
+    assert_eq!(
+        code,
+        Some(6),
+        "exit code 6 = rolled back: {events:#?}\n{stderr}"
+    );
+    assert!(stderr.contains("rolled back: step 1/3"), "{stderr}");
+    let kinds: Vec<&str> = names(&events)
+        .into_iter()
+        .filter(|e| *e != "observation")
+        .collect();
+    assert_eq!(
+        kinds,
+        ["started", "step_started", "applied", "rolled_back"],
+        "{events:#?}"
+    );
+    let rolled = events.last().unwrap();
+    let reason = rolled["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("step 1/3 (1 slot on v2): v2 5xx rate "),
+        "{reason}"
+    );
+    assert!(reason.contains("over --max-error-rate 1.0%"), "{reason}");
+    assert_eq!(rolled["lagging"], serde_json::json!([]));
+
+    // Back on v1 everywhere; the audit log says why.
+    assert_eq!(on_v2(&store).await, 0);
+    let records = history(&etcd);
+    let last = records.last().unwrap();
+    assert_eq!(last["action"], "rollback");
+    assert_eq!(last["from"], serde_json::json!({"instance1": "v2"}));
+    assert_eq!(last["to"], serde_json::json!({"instance1": "v1"}));
+    let why = last["reason"].as_str().unwrap();
+    assert!(
+        why.starts_with("canary of v2 rolled back: step 1/3"),
+        "{why}"
+    );
+    assert!(why.contains("5xx rate"), "{why}");
+    assert_eq!(last["revision"], rolled["revision"]);
+    let record = rollout(&store, "app1").await.unwrap();
+    assert_eq!(record["state"], "rolled_back");
+    assert_eq!(record["reason"], reason);
+    assert!(!locked(&store, "app1").await);
+
+    // After the rollback (applied by both agents when discoctl returned), no 500 any more.
+    for l in &loads {
+        l.wait_for_ok(20);
+        let before = l.snapshot();
+        let after = l.wait_for_ok(300).since(&before);
+        assert_eq!(after.failed, 0, "{after:?}");
+        assert_eq!(after.by_body.get("v2"), None, "{after:?}");
+    }
+    // A new canary may start once the last one is over: refused only for lack of
+    // endpoints, here a version nobody registered.
+    let out = discoctl(&etcd, &["canary", "app1", "v3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_from_another_process_rolls_back_and_a_second_canary_is_refused() {
+    let etcd = Etcd::start();
+    let store = store(&etcd);
+    let seeded = seed_plain(&store).await;
+    let lb1 = Agent::start(&etcd, "lb1", "10s");
+    applied(&store, &lb1, seeded).await;
+
+    let mut canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,2,all",
+            "--interval",
+            "10m",
+            "--dark-first",
+            "--header",
+            "X-Canary=1",
+        ],
+    );
+    // Step 1 of 4: only the dark canary; no slot moves.
+    canary.wait_event("applied", MINUTE, |e| e["step"] == 1);
+    assert_eq!(on_v2(&store).await, 0);
+    let record = rollout(&store, "app1").await.unwrap();
+    assert_eq!(
+        (record["state"].as_str(), record["step"].as_u64()),
+        (Some("running"), Some(1))
+    );
+    assert_eq!(
+        record["steps"],
+        serde_json::json!(["dark", "1", "2", "all"])
+    );
+    assert!(locked(&store, "app1").await);
+    assert!(
+        lb1.rendered().contains("app1:dark=v2,header:1;"),
+        "{}",
+        lb1.rendered()
+    );
+
+    // A second canary of the app is refused while this one runs; nothing changes.
+    let out = discoctl(&etcd, &["canary", "app1", "v2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("a canary of app1 is running"), "{stderr}");
+    let out = discoctl(&etcd, &["canary", "app1", "--resume"]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let aborted = ok_json(&etcd, &["abort", "app1", "--reason", "looks wrong"]);
+    assert_eq!(aborted["result"], "rolled back", "{aborted}");
+    assert_eq!(aborted["state"], "rolled_back");
+    let (code, events, stderr) = canary.finish(MINUTE);
+    assert_eq!(code, Some(6), "{stderr}");
+    let rolled = events.iter().find(|e| e["event"] == "rolled_back").unwrap();
+    assert_eq!(
+        rolled["reason"],
+        "aborted by tester@ci: looks wrong during step 1/4"
+    );
+    assert_eq!(on_v2(&store).await, 0);
+    assert!(
+        !lb1.rendered().contains("dark"),
+        "dark canary off again: {}",
+        lb1.rendered()
+    );
+    let last = history(&etcd).last().unwrap().clone();
+    assert_eq!(last["action"], "rollback");
+    assert!(last["reason"]
+        .as_str()
+        .unwrap()
+        .contains("aborted by tester@ci: looks wrong"));
+    assert_eq!(last["policy"]["to"]["dark"], Value::Null);
+    assert!(!locked(&store, "app1").await);
+    // Nothing left to abort, pause or resume.
+    for verb in ["abort", "pause", "resume"] {
+        let out = discoctl(&etcd, &[verb, "app1"]);
+        assert_eq!(out.status.code(), Some(5), "{verb}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() {
+    let etcd = Etcd::start();
+    let store = store(&etcd);
+    let seeded = seed_plain(&store).await;
+    let lb1 = Agent::start(&etcd, "lb1", "10s");
+    applied(&store, &lb1, seeded).await;
+
+    // Template agents publish no statistics: every step has no data, and passes.
+    let mut canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,all",
+            "--interval",
+            "3s",
+            "--on-no-data",
+            "pass",
+            "--confirm",
+        ],
+    );
+    canary.wait_event("applied", MINUTE, |e| e["step"] == 1);
+    let paused = ok_json(&etcd, &["pause", "app1", "--reason", "lunch"]);
+    assert_eq!(paused["state"], "paused", "{paused}");
+    canary.wait_event("paused", MINUTE, |e| e["reason"] == "lunch");
+    // Paused for longer than an interval: the step does not advance.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(canary.running());
+    let record = rollout(&store, "app1").await.unwrap();
+    assert_eq!(
+        (record["state"].as_str(), record["passed"].as_u64()),
+        (Some("paused"), Some(0))
+    );
+    assert!(!canary.events().iter().any(|e| e["event"] == "step_passed"));
+    assert_eq!(on_v2(&store).await, 1);
+    let table = ok(&etcd, &["status", "app1"]);
+    assert!(
+        table.contains("app1: canary v2 step 1/2 (1 slot on v2): paused: lunch"),
+        "{table}"
+    );
+
+    let resumed = ok_json(&etcd, &["resume", "app1"]);
+    assert_eq!(resumed["result"], "resumed");
+    canary.wait_event("resumed", MINUTE, |_| true);
+    canary.wait_event("step_passed", MINUTE, |e| e["step"] == 1);
+
+    // --confirm: the final step waits for `resume`.
+    canary.wait_event("awaiting_confirmation", MINUTE, |_| true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(canary.running());
+    assert_eq!(on_v2(&store).await, 1);
+    let record = rollout(&store, "app1").await.unwrap();
+    assert_eq!(record["state"], "paused");
+    assert!(record["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("awaiting confirmation"));
+    let confirmed = ok_json(&etcd, &["resume", "app1"]);
+    assert_eq!(confirmed["result"], "final step confirmed", "{confirmed}");
+
+    let (code, events, stderr) = canary.finish(MINUTE);
+    assert_eq!(code, Some(0), "{events:#?}\n{stderr}");
+    assert!(
+        stderr.contains("no LB agent publishes traffic statistics"),
+        "{stderr}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "no_data").count(),
+        2,
+        "{events:#?}"
+    );
+    assert_eq!(on_v2(&store).await, 3);
+    assert_eq!(rollout(&store, "app1").await.unwrap()["state"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_canary_is_taken_over_with_resume_or_rolled_back_with_abort() {
+    let etcd = Etcd::start();
+    let store = store(&etcd);
+    let seeded = seed_plain(&store).await;
+    let lb1 = Agent::start(&etcd, "lb1", "10s");
+    applied(&store, &lb1, seeded).await;
+
+    let args = [
+        "canary",
+        "app1",
+        "v2",
+        "--steps",
+        "1,2,all",
+        "--interval",
+        "1s",
+        "--on-no-data",
+        "pass",
+        "--lock-ttl",
+        "2s",
+    ];
+    let mut canary = Background::start(&etcd, &args);
+    canary.wait_event("step_passed", MINUTE, |e| e["step"] == 1);
+    canary.wait_event("applied", MINUTE, |e| e["step"] == 2);
+    canary.kill();
+    assert_eq!(on_v2(&store).await, 2);
+    // The lock expires with the dead process's lease.
+    disco_harness::wait_for_async("the lock to expire", MINUTE, || async {
+        (!locked(&store, "app1").await).then_some(())
+    })
+    .await;
+    let record = rollout(&store, "app1").await.unwrap();
+    assert_eq!(
+        (record["state"].as_str(), record["step"].as_u64()),
+        (Some("running"), Some(2))
+    );
+    // A new canary is refused while the interrupted one is recorded.
+    let out = discoctl(&etcd, &["canary", "app1", "v2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let out = discoctl(&etcd, &["canary", "app1", "v3", "--resume"]);
+    assert_eq!(out.status.code(), Some(5), "the recorded version is v2");
+
+    // --resume: step 2 again (nothing to change), then the rest, with the recorded settings.
+    let resumed = Background::start(&etcd, &["canary", "app1", "--resume"]);
+    let (code, events, stderr) = resumed.finish(MINUTE);
+    assert_eq!(code, Some(0), "{events:#?}\n{stderr}");
+    assert_eq!(events[0]["event"], "started");
+    assert_eq!(events[0]["resumed"], true);
+    let steps: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "step_passed")
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [2, 3]);
+    let applied2 = events
+        .iter()
+        .find(|e| e["event"] == "applied" && e["step"] == 2)
+        .unwrap();
+    assert_eq!(
+        applied2["changed"], false,
+        "step 2 was committed before the crash"
+    );
+    assert_eq!(on_v2(&store).await, 3);
+    let actions: Vec<String> = history(&etcd)
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["canary", "canary", "canary"],
+        "no step written twice"
+    );
+
+    // A crashed canary nobody resumes: `abort` takes the lock and rolls back itself.
+    let mut canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v1",
+            "--steps",
+            "1,all",
+            "--interval",
+            "10m",
+            "--lock-ttl",
+            "2s",
+        ],
+    );
+    canary.wait_event("applied", MINUTE, |e| e["step"] == 1);
+    canary.kill();
+    assert_eq!(on_v2(&store).await, 2);
+    let aborted = ok_json(&etcd, &["abort", "app1"]);
+    assert_eq!(aborted["event"], "rolled_back", "{aborted}");
+    assert_eq!(
+        on_v2(&store).await,
+        3,
+        "back to the state before that canary"
+    );
+    assert_eq!(
+        rollout(&store, "app1").await.unwrap()["state"],
+        "rolled_back"
+    );
+    assert!(!locked(&store, "app1").await);
+}
