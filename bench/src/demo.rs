@@ -50,14 +50,18 @@ struct Demo {
 
 impl Demo {
     fn discoctl(&self, args: &[&str]) -> bool {
+        self.discoctl_code(args) == Some(0)
+    }
+
+    fn discoctl_code(&self, args: &[&str]) -> Option<i32> {
         println!("$ discoctl {}", args.join(" "));
-        let status = Command::new(sibling("discoctl"))
+        Command::new(sibling("discoctl"))
             .args(args)
             .env("DISCO_ETCD_ENDPOINTS", &self.endpoints)
             .env("DISCO_ACTOR", "demo@localhost")
             .status()
-            .expect("running discoctl");
-        status.success()
+            .expect("running discoctl")
+            .code()
     }
 
     fn agent(&self, id: &str, args: &[String]) -> Proc {
@@ -213,19 +217,21 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
     let hconf = config(
         "lb-haproxy",
         format!(
-            "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{hport}\"\n",
+            "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\nstats_socket = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{hport}\"\n",
             hfile.display(),
             haproxy.main_config().display(),
-            haproxy.master_socket().display()
+            haproxy.master_socket().display(),
+            haproxy.stats_socket().display()
         ),
     );
     let nconf = config(
         "lb-nginx",
         format!(
-            "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{nport}\"\n",
+            "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{}/nginx-access.log\"\n[target.listen]\napp1 = \"127.0.0.1:{nport}\"\n",
             nfile.display(),
             nginx.nginx_test_args(),
-            nginx.pid_file().display()
+            nginx.pid_file().display(),
+            demo.dir.display()
         ),
     );
     let _lb_h = demo.agent("lb-haproxy", &["--config".into(), hconf]);
@@ -367,6 +373,65 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
         must(demo.discoctl(&args))?;
         show(&loads, window);
     }
+    let interval = if demo.ci { "3s" } else { "10s" };
+    let mut expected_500s = 0;
+    if !stop.load(Ordering::SeqCst) {
+        step("automated canary of a healthy v2: steps 1 slot, then all, each observed for the interval");
+        must(demo.discoctl(&[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,all",
+            "--interval",
+            interval,
+        ]))?;
+        show(&loads, window);
+        step("back to v1 for the next act");
+        must(demo.discoctl(&["rollback", "app1"]))?;
+        show(&loads, window);
+    }
+    if !stop.load(Ordering::SeqCst) {
+        step(
+            "automated canary of a broken v2 (30% of its answers are 500), internal traffic first",
+        );
+        for ((_, version), backend) in &instances {
+            if *version == "v2" {
+                backend.set_error_rate(0.3);
+            }
+        }
+        let internal_failed = |loads: &[(&str, Load)]| -> u64 {
+            loads
+                .iter()
+                .filter(|(n, _)| n.ends_with("internal"))
+                .map(|(_, l)| l.snapshot().failed)
+                .sum()
+        };
+        let before = internal_failed(&loads);
+        let code = demo.discoctl_code(&[
+            "canary",
+            "app1",
+            "v2",
+            "--dark-first",
+            "--header",
+            "X-Internal=1",
+            "--steps",
+            "1,all",
+            "--interval",
+            interval,
+        ]);
+        if code != Some(6) {
+            return Err(format!(
+                "the broken canary should have been rolled back (exit 6), got {code:?}"
+            ));
+        }
+        println!(
+            "   exit code 6: rolled back by the analysis; the public never reached the broken v2"
+        );
+        show(&loads, window);
+        expected_500s = internal_failed(&loads) - before;
+        println!("   internal requests answered 500 by the broken v2 before the rollback: {expected_500s}");
+    }
     step("history");
     must(demo.discoctl(&["history", "app1"]))?;
 
@@ -382,7 +447,12 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
         failed += r.failed;
         sent += r.sent;
     }
-    println!("   total: {sent} requests, {failed} failed");
+    // The broken canary's own 500s on internal traffic are the point of that act:
+    // reported, not counted as failures of the upgrade machinery.
+    let failed = failed - expected_500s;
+    println!(
+        "   total: {sent} requests, {failed} failed (not counting the {expected_500s} internal 500s of the broken canary)"
+    );
 
     if keep && !stop.load(Ordering::SeqCst) {
         println!(
