@@ -253,20 +253,7 @@ mod tests {
     fn generated_completions_and_man_page_are_current() {
         use clap::CommandFactory;
         let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        for (shell, file) in [
-            (clap_complete::Shell::Bash, "completions/disco-agent.bash"),
-            (clap_complete::Shell::Zsh, "completions/_disco-agent"),
-            (clap_complete::Shell::Fish, "completions/disco-agent.fish"),
-        ] {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut super::Cli::command(), "disco-agent", &mut out);
-            disco_harness::generated::check(&workspace, file, &out);
-        }
-        let mut man = Vec::new();
-        clap_mangen::Man::new(super::Cli::command())
-            .render(&mut man)
-            .unwrap();
-        disco_harness::generated::check(&workspace, "man/disco-agent.1", &man);
+        disco_harness::generated::check_cli(&workspace, "disco-agent", super::Cli::command());
     }
 
     #[test]

@@ -194,20 +194,7 @@ mod tests {
     fn generated_completions_and_man_page_are_current() {
         use clap::CommandFactory;
         let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        for (shell, file) in [
-            (clap_complete::Shell::Bash, "completions/discoctl.bash"),
-            (clap_complete::Shell::Zsh, "completions/_discoctl"),
-            (clap_complete::Shell::Fish, "completions/discoctl.fish"),
-        ] {
-            let mut out = Vec::new();
-            clap_complete::generate(shell, &mut super::Cli::command(), "discoctl", &mut out);
-            disco_harness::generated::check(&workspace, file, &out);
-        }
-        let mut man = Vec::new();
-        clap_mangen::Man::new(super::Cli::command())
-            .render(&mut man)
-            .unwrap();
-        disco_harness::generated::check(&workspace, "man/discoctl.1", &man);
+        disco_harness::generated::check_cli(&workspace, "discoctl", super::Cli::command());
     }
 
     #[test]

@@ -20,3 +20,26 @@ pub fn check(workspace: &Path, relative: &str, content: &[u8]) {
         path.display()
     );
 }
+
+/// Checks (or regenerates) `bin`'s bash, zsh and fish completions and its man page
+/// under `packaging/completions/` and `packaging/man/`.
+pub fn check_cli(workspace: &Path, bin: &str, command: clap::Command) {
+    for (shell, file) in [
+        (
+            clap_complete::Shell::Bash,
+            format!("completions/{bin}.bash"),
+        ),
+        (clap_complete::Shell::Zsh, format!("completions/_{bin}")),
+        (
+            clap_complete::Shell::Fish,
+            format!("completions/{bin}.fish"),
+        ),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut command.clone(), bin, &mut out);
+        check(workspace, &file, &out);
+    }
+    let mut man = Vec::new();
+    clap_mangen::Man::new(command).render(&mut man).unwrap();
+    check(workspace, &format!("man/{bin}.1"), &man);
+}
