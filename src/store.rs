@@ -76,6 +76,23 @@ pub enum StoreError {
     Config(String),
 }
 
+impl StoreError {
+    /// True when etcd refused a request because the lease it names no longer exists
+    /// (it expired while the holder could not reach etcd, or was revoked).
+    pub fn is_lease_not_found(&self) -> bool {
+        match self {
+            StoreError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+                s.message().contains("lease not found")
+            }
+            // What a keep-alive of an unknown lease answers.
+            StoreError::Etcd(etcd_client::Error::LeaseKeepAliveError(m)) => {
+                m.contains("lease not found")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One key/value as read, with its revisions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kv {

@@ -7,6 +7,7 @@ mod command;
 mod config;
 mod http;
 mod lb;
+mod lease;
 mod metrics;
 mod register;
 mod reload;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{Config, RegisterConfig};
+use crate::lease::Lease;
 
 /// What the role should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,11 +143,9 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
         .map(|i| i.config.lease_ttl)
         .min()
         .expect("at least one");
-    let ttl_secs = ttl.as_secs().max(2) as i64;
-    let mut lease: Option<i64> = None;
+    let mut lease = Lease::new(store.clone(), "registration", ttl);
     let mut unsynced: Vec<usize> = Vec::new();
-    let mut keepalive = tokio::time::interval(Duration::from_secs(ttl_secs as u64) / 3);
-    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut keepalive = lease.keepalive_timer();
 
     loop {
         let due = instances
@@ -172,19 +171,8 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
                 }
             }
             _ = keepalive.tick() => {
-                if let Some(id) = lease {
-                    match store.keep_alive_once(id).await {
-                        Ok(0) => {
-                            tracing::warn!(lease = id, "registration lease lost; registering again");
-                            lease = None;
-                        }
-                        Ok(_) => {}
-                        Err(e) if e.to_string().contains("lease not found") => lease = None,
-                        Err(e) => tracing::warn!(error = %e, "keeping the registration lease alive failed"),
-                    }
-                    if lease.is_none() {
-                        unsynced = (0..instances.len()).filter(|i| instances[*i].published.is_some()).collect();
-                    }
+                if lease.keep_alive().await {
+                    unsynced = (0..instances.len()).filter(|i| instances[*i].published.is_some()).collect();
                 }
             }
             changed = control.changed() => {
@@ -203,25 +191,21 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
         if unsynced.is_empty() {
             continue;
         }
-        if lease.is_none() {
-            match store.grant_lease(ttl_secs).await {
-                Ok(id) => lease = Some(id),
-                Err(e) => {
-                    tracing::warn!(error = %e, "etcd unreachable; endpoints will be registered when it answers");
-                    continue;
-                }
+        let id = match lease.id().await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "etcd unreachable; endpoints will be registered when it answers");
+                continue;
             }
-        }
+        };
         let mut still = Vec::new();
         for index in unsynced.drain(..) {
             let inst = &instances[index];
             let json =
                 serde_json::to_vec(&inst.record(&config.agent_id)).expect("endpoint serializes");
-            if let Err(e) = store.put(&inst.key, json, lease).await {
+            if let Err(e) = store.put(&inst.key, json, Some(id)).await {
                 tracing::warn!(endpoint = %inst.key, error = %e, "registering failed; will retry");
-                if e.to_string().contains("lease not found") {
-                    lease = None;
-                }
+                lease.check(&e);
                 still.push(index);
             }
         }
@@ -235,7 +219,7 @@ async fn drain(
     store: &Store,
     keyspace: &Keyspace,
     instances: &[Instance],
-    lease: Option<i64>,
+    lease: Lease,
 ) {
     let deadline = Instant::now() + config.drain_timeout;
     let mut change = ChangeSet::default();
@@ -274,11 +258,7 @@ async fn drain(
             Err(e) => tracing::warn!(error = %e, "drain incomplete: cannot read the agents"),
         }
     }
-    if let Some(id) = lease {
-        if let Err(e) = store.revoke_lease(id).await {
-            tracing::warn!(error = %e, "revoking the registration lease failed; it expires with its TTL");
-        }
-    }
+    lease.revoke().await;
 }
 
 #[cfg(test)]

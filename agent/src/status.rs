@@ -10,6 +10,8 @@ use disco::store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::lease::Lease;
+
 /// Starts the publisher. Send statuses through the returned sender; set `stop` to true
 /// to revoke the lease (removing the status key) and end the task.
 pub fn spawn(
@@ -20,11 +22,9 @@ pub fn spawn(
 ) -> (watch::Sender<Option<AgentStatus>>, JoinHandle<()>) {
     let (tx, mut rx) = watch::channel::<Option<AgentStatus>>(None);
     let handle = tokio::spawn(async move {
-        let ttl_secs = ttl.as_secs().max(2) as i64;
-        let mut lease: Option<i64> = None;
+        let mut lease = Lease::new(store.clone(), "status", ttl);
         let mut dirty = false;
-        let mut keepalive = tokio::time::interval(Duration::from_secs(ttl_secs as u64) / 3);
-        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut keepalive = lease.keepalive_timer();
         let mut retry = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
@@ -32,19 +32,7 @@ pub fn spawn(
                     if changed.is_err() { break; }
                     dirty = true;
                 }
-                _ = keepalive.tick() => {
-                    if let Some(id) = lease {
-                        match store.keep_alive_once(id).await {
-                            Ok(0) => {
-                                tracing::warn!(lease = id, "status lease expired; registering a new one");
-                                lease = None;
-                                dirty = true;
-                            }
-                            Ok(_) => {}
-                            Err(e) => tracing::warn!(error = %e, "keeping the status lease alive failed"),
-                        }
-                    }
-                }
+                _ = keepalive.tick() => dirty |= lease.keep_alive().await,
                 _ = retry.tick(), if dirty => {}
                 _ = stop.changed() => break,
             }
@@ -54,32 +42,23 @@ pub fn spawn(
             let Some(status) = rx.borrow().clone() else {
                 continue;
             };
-            if lease.is_none() {
-                match store.grant_lease(ttl_secs).await {
-                    Ok(id) => lease = Some(id),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot publish status: no lease");
-                        continue;
-                    }
+            let id = match lease.id().await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot publish status: no lease");
+                    continue;
                 }
-            }
+            };
             let json = serde_json::to_vec(&status).expect("status serializes");
-            match store.put(&key, json, lease).await {
+            match store.put(&key, json, Some(id)).await {
                 Ok(_) => dirty = false,
                 Err(e) => {
                     tracing::warn!(error = %e, "publishing status failed; will retry");
-                    // The lease may be gone (etcd restarted past its TTL).
-                    if e.to_string().contains("lease not found") {
-                        lease = None;
-                    }
+                    lease.check(&e);
                 }
             }
         }
-        if let Some(id) = lease {
-            if let Err(e) = store.revoke_lease(id).await {
-                tracing::warn!(error = %e, "revoking the status lease failed; the status expires with its TTL");
-            }
-        }
+        lease.revoke().await;
     });
     (tx, handle)
 }
