@@ -6,30 +6,15 @@
 //! Run through bench/run.sh, which builds in release mode first.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use disco::store::{EtcdConfig, Store, WatchSettings, WatchUpdate};
 use disco::{Key, Keyspace};
+use disco_bench::{percentile, sibling, Proc};
 use disco_harness::Etcd;
-
-struct AgentProc(Child);
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -51,11 +36,6 @@ fn cpu_ticks(pid: u32) -> u64 {
             Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
         })
         .unwrap_or(0)
-}
-
-fn agent_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent().expect("target dir").join("disco-agent")
 }
 
 /// Times a command `runs` times; returns the median in ms.
@@ -243,8 +223,8 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
         ),
     )
     .unwrap();
-    let agent = AgentProc(
-        Command::new(agent_binary())
+    let agent = Proc::kill_on_drop(
+        Command::new(sibling("disco-agent"))
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "warn")
@@ -254,7 +234,7 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
             .spawn()
             .expect("starting disco-agent (build it with cargo build --release -p disco-agent)"),
     );
-    let pid = agent.0.id();
+    let pid = agent.id();
 
     let status_key = ks.key(&Key::Agent {
         id: format!("bench-{kind}"),

@@ -8,39 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use disco_bench::{sibling, Proc};
 use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport, Nginx};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(name)
-}
 
 struct Demo {
     endpoints: String,
@@ -66,7 +40,7 @@ impl Demo {
 
     fn agent(&self, id: &str, args: &[String]) -> Proc {
         let log = std::fs::File::create(self.dir.join(format!("{id}.log"))).unwrap();
-        Proc(
+        Proc::term_on_drop(
             Command::new(sibling("disco-agent"))
                 .arg("--agent-id")
                 .arg(id)

@@ -3,33 +3,13 @@
 //! with a trivial reload, so the numbers are disco's own), over many promotions.
 //! Prints a table. Usage: promote-latency [--promotions N] [--agents 1,10]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use disco::store::{EtcdConfig, Store};
 use disco::{Key, Keyspace};
+use disco_bench::{percentile, sibling, Proc};
 use disco_harness::Etcd;
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(name)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 const SLOTS: usize = 10;
 
@@ -105,7 +85,7 @@ async fn run(agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64>) {
                 ),
             )
             .unwrap();
-            Proc(
+            Proc::kill_on_drop(
                 Command::new(sibling("disco-agent"))
                     .arg("--config")
                     .arg(&config)
