@@ -16,7 +16,8 @@ for arg in "$@"; do
     *) echo "usage: $0 [--keep] [--ci]" >&2; exit 2 ;;
   esac
 done
-scripts/deps.sh
+scripts/deps.sh            # installs what is missing
+scripts/deps.sh --check    # a gap is one clear line here, not a build panic later
 echo "building disco (release)..."
 cargo build --release -q -p disco-agent -p discoctl -p disco-bench
 exec "${CARGO_TARGET_DIR:-target}/release/disco-demo" "$@"

@@ -4,7 +4,8 @@
 # etcd, HAProxy and nginx), and validates docker-compose.yml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh
+scripts/deps.sh            # installs what is missing
+scripts/deps.sh --check    # a gap is one clear line here, not a build panic later
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
