@@ -61,16 +61,18 @@ impl Default for EtcdConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Every member tried was unreachable or unavailable.
-    #[error("etcd unavailable (tried {tried}): {last}")]
+    #[error("etcd unavailable (tried {tried}): {cause}")]
     Unavailable {
         /// The endpoints tried, comma separated.
         tried: String,
-        /// The last error seen.
-        last: String,
+        /// The last failure in a few words: connection refused, timed out, TLS, ...
+        cause: String,
+        /// The last error with its whole chain (logged at debug level).
+        detail: String,
     },
     /// etcd answered with an error that retrying elsewhere does not fix.
-    #[error("etcd: {0}")]
-    Etcd(#[source] etcd_client::Error),
+    #[error("etcd: {}", etcd_message(.0))]
+    Etcd(etcd_client::Error),
     /// The client configuration is unusable (no endpoints, unreadable TLS files).
     #[error("etcd client configuration: {0}")]
     Config(String),
@@ -165,6 +167,46 @@ enum Retry {
     Always,
     /// Compare-and-swap transactions: resend only if the request cannot have arrived.
     IfNotSent,
+}
+
+/// What etcd said, without the transport library's framing (`grpc request error:
+/// code: ..., message: "..."`): the status message for a gRPC status, else the error.
+fn etcd_message(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if !s.message().is_empty() => s.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The cause of a transport failure in a few words an operator acts on; the full error
+/// chain stays for `RUST_LOG=debug`.
+fn describe_failure(e: &etcd_client::Error, timed_out: bool) -> String {
+    let text = format!("{e} {e:?}").to_ascii_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    if timed_out || has(&["timed out", "timedout", "deadline"]) {
+        "timed out".into()
+    } else if has(&["connection refused", "connectionrefused"]) {
+        "connection refused (nothing listens there)".into()
+    } else if has(&["dns error", "failed to lookup", "name or service not known"]) {
+        "host name not found".into()
+    } else if has(&["certificate", "tls", "ssl", "handshake"]) {
+        "TLS failed (check https:// against http://, and the CA and client certificate)".into()
+    } else if has(&["authenticat", "invalid auth token", "permission denied"]) {
+        "authentication failed (check the user and password)".into()
+    } else if has(&[
+        "connection reset",
+        "connectionreset",
+        "broken pipe",
+        "brokenpipe",
+    ]) {
+        "connection reset".into()
+    } else if has(&["http status code", "h2 protocol", "frame"]) {
+        "not an etcd client endpoint (wrong port, or https:// against http://)".into()
+    } else {
+        let message = etcd_message(e);
+        let first = message.lines().next().unwrap_or("").trim();
+        first.chars().take(120).collect()
+    }
 }
 
 fn not_sent(e: &etcd_client::Error) -> bool {
@@ -348,19 +390,21 @@ impl Store {
                 Err(e) => e,
             };
             if !timed_out && !transport_failure(&err) {
+                tracing::debug!(%endpoint, error = ?err, "etcd refused the request");
                 return Err(StoreError::Etcd(err));
             }
             if !tried.contains(&endpoint) {
                 tried.push(endpoint.clone());
             }
-            tracing::debug!(%endpoint, error = %err, "etcd call failed; trying the next member");
+            tracing::debug!(%endpoint, error = ?err, "etcd call failed; trying the next member");
             self.failed(generation).await;
             let may_resend = retry == Retry::Always || (!timed_out && not_sent(&err));
             attempt += 1;
             if !may_resend || tokio::time::Instant::now() >= deadline {
                 return Err(StoreError::Unavailable {
                     tried: tried.join(","),
-                    last: err.to_string(),
+                    cause: describe_failure(&err, timed_out),
+                    detail: format!("{err:?}"),
                 });
             }
             // Go straight to the next member; pause only after a full round.

@@ -325,5 +325,10 @@ async fn a_restart_while_etcd_is_down_serves_the_cached_snapshot() {
         || std::fs::read_to_string(&out).ok(),
     );
     assert_eq!(std::fs::read_to_string(&s.out).unwrap(), served);
-    assert!(agent.log_text().contains("serving the cached snapshot"));
+    let log = agent.log_text();
+    assert!(log.contains("serving the cached snapshot"));
+    assert!(
+        !log.contains('\x1b'),
+        "a log written to a file carries no colour codes:\n{log}"
+    );
 }

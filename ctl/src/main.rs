@@ -157,6 +157,24 @@ async fn run(cli: Cli) -> exit::Result {
     }
 }
 
+/// What to check next, for the errors a new user meets first.
+fn hint(error: &anyhow::Error) -> Option<&'static str> {
+    match error.downcast_ref::<disco::store::StoreError>()? {
+        disco::store::StoreError::Unavailable { .. } => Some(
+            "check that etcd runs at those endpoints and is reachable from here; name them \
+             with --endpoints or DISCO_ETCD_ENDPOINTS (RUST_LOG=debug shows the full error)",
+        ),
+        _ => None,
+    }
+}
+
+/// Colour codes only for a person at a terminal (`RUST_LOG` output redirected to a file
+/// stays plain). `NO_COLOR` (any value) turns colour off there too.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -169,6 +187,7 @@ fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -180,6 +199,9 @@ fn main() {
         Err(failure) => {
             if !failure.quiet {
                 eprintln!("discoctl: {:#}", failure.error);
+                if let Some(hint) = hint(&failure.error) {
+                    eprintln!("  {hint}");
+                }
             }
             failure.code
         }

@@ -184,9 +184,67 @@ async fn bad_input_exits_2_and_writes_nothing() {
     assert_eq!(all_keys(&etcd).await, before, "nothing may be written");
 }
 
+/// discoctl against `endpoint` with extra global options; returns its exit code and stderr.
+fn against(endpoint: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_discoctl"))
+        .args(["--endpoints", endpoint, "--request-timeout", "1s"])
+        .args(extra)
+        .arg("status")
+        .env_remove("RUST_LOG")
+        .env_remove("DISCO_ETCD_ENDPOINTS")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The first thing a new user sees without etcd is the cause in their terms and what to
+/// check, not the transport library's debug dump.
 #[tokio::test]
 async fn unreachable_etcd_is_a_clear_error() {
+    let readable = |stderr: &str, cause: &str| {
+        assert!(stderr.contains(cause), "expected {cause:?}:\n{stderr}");
+        assert!(!stderr.contains("tonic"), "no transport dump:\n{stderr}");
+        assert!(!stderr.contains("grpc request error"), "{stderr}");
+        assert!(
+            stderr.lines().count() <= 3,
+            "a few lines, not a dump:\n{stderr}"
+        );
+    };
+
+    // Nothing listens.
     let port = disco_harness::ports::free_port();
+    let (code, stderr) = against(&format!("http://127.0.0.1:{port}"), &[]);
+    assert_eq!(code, Some(1));
+    readable(&stderr, "connection refused");
+    assert!(
+        stderr.contains(&format!("tried http://127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--endpoints") && stderr.contains("DISCO_ETCD_ENDPOINTS"));
+
+    // Something accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (code, stderr) = against(&format!("http://{}", silent.local_addr().unwrap()), &[]);
+    assert_eq!(code, Some(1));
+    readable(&stderr, "timed out");
+
+    // https:// against a member that speaks plain HTTP.
+    let mut etcd = Etcd::start();
+    let plain = etcd.endpoint();
+    let (code, stderr) = against(&plain.replace("http://", "https://"), &[]);
+    assert_eq!(code, Some(1));
+    readable(&stderr, "TLS");
+
+    // Wrong password.
+    etcd.enable_auth("s3cret");
+    let (code, stderr) = against(&plain, &["--user", "root", "--password", "wrong"]);
+    assert_eq!(code, Some(1));
+    readable(&stderr, "authentication failed");
+
+    // The whole chain is there for whoever asks for it.
     let out = Command::new(env!("CARGO_BIN_EXE_discoctl"))
         .args([
             "--endpoints",
@@ -195,9 +253,9 @@ async fn unreachable_etcd_is_a_clear_error() {
             "1s",
             "status",
         ])
+        .env("RUST_LOG", "debug")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("etcd unavailable"), "{stderr}");
+    assert!(stderr.contains("ConnectionRefused"), "{stderr}");
 }
