@@ -1,6 +1,15 @@
 //! A change to the routing state as one etcd transaction: it compares every key it read
 //! (by mod revision, or absence), writes the new values and the audit record together,
 //! and fails as a whole on a concurrent change. Nothing is ever half-written.
+//!
+//! Nor is anything reported wrongly. When etcd fails after the transaction may have
+//! reached it (a leader lost mid-request, a reply that never came), the outcome is
+//! found out rather than guessed: one of the change's writes is its *witness* (the
+//! audit record, which carries a unique id, or a value this change alone writes), and
+//! a linearizable read of it tells committed from not. Not committed: the transaction
+//! is sent again; its compares make sure that it and the first attempt, if that is
+//! still in flight, never both apply. Only when etcd cannot answer is the outcome
+//! reported as unknown.
 
 use crate::keys::{Key, Keyspace};
 use crate::model::HistoryRecord;
@@ -12,9 +21,45 @@ pub enum CommitError {
     /// A key the change read was modified in the meantime; nothing was written.
     #[error("conflict: {0} changed since it was read; nothing was written, run the command again")]
     Conflict(String),
-    /// etcd could not be reached or refused the transaction.
+    /// The transaction may or may not have been applied, and etcd could not be asked.
+    #[error("etcd did not confirm whether the change was committed: {cause}; {check}")]
+    OutcomeUnknown {
+        /// What failed, in a few words.
+        cause: String,
+        /// What the operator can look at to find out.
+        check: String,
+    },
+    /// etcd could not be reached or refused the transaction; nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A write of the change that proves, when read back, that the change was committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Witness {
+    key: String,
+    value: Vec<u8>,
+    /// The lease the value is written under (0: none): a lease id is unique.
+    lease: i64,
+    /// The mod revision the key was required to have (0: absent).
+    expected: i64,
+}
+
+/// A random id for one change, e.g. `3f9a0c...`: 128 bits from the process's hasher
+/// keys (seeded by the OS), the clock and the process id.
+pub fn change_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut a = std::collections::hash_map::RandomState::new().build_hasher();
+    a.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let mut b = std::collections::hash_map::RandomState::new().build_hasher();
+    b.write_u32(std::process::id());
+    b.write_u64(a.finish());
+    format!("{:016x}{:016x}", a.finish(), b.finish())
 }
 
 /// The compares and writes of one transaction.
@@ -24,6 +69,12 @@ pub struct ChangeSet {
     ops: Vec<TxnOp>,
     guarded: Vec<String>,
     recorded_seq: Option<u64>,
+    /// Key -> the mod revision `expect` requires (0: absent).
+    expected: std::collections::BTreeMap<String, i64>,
+    /// The change's writes that may serve as its witness, in order.
+    writes: Vec<Witness>,
+    /// The audit record's key, the preferred witness.
+    record_key: Option<String>,
 }
 
 impl ChangeSet {
@@ -33,6 +84,8 @@ impl ChangeSet {
             Some(kv) => Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision),
             None => Compare::create_revision(key, CompareOp::Equal, 0),
         });
+        self.expected
+            .insert(key.to_string(), read.map_or(0, |kv| kv.mod_revision));
         self.guarded.push(key.to_string());
         self
     }
@@ -50,12 +103,25 @@ impl ChangeSet {
 
     /// Writes `key`.
     pub fn put(&mut self, key: &str, value: impl Into<Vec<u8>>) -> &mut Self {
+        let value = value.into();
+        self.note_write(key, &value, 0);
         self.ops.push(TxnOp::put(key, value, None));
         self
     }
 
+    fn note_write(&mut self, key: &str, value: &[u8], lease: i64) {
+        self.writes.push(Witness {
+            key: key.to_string(),
+            value: value.to_vec(),
+            lease,
+            expected: 0,
+        });
+    }
+
     /// Writes `key` under `lease`: it disappears when the lease expires or is revoked.
     pub fn put_leased(&mut self, key: &str, value: impl Into<Vec<u8>>, lease: i64) -> &mut Self {
+        let value = value.into();
+        self.note_write(key, &value, lease);
         let options = etcd_client::PutOptions::new().with_lease(lease);
         self.ops.push(TxnOp::put(key, value, Some(options)));
         self
@@ -82,6 +148,7 @@ impl ChangeSet {
             _ => 1,
         };
         record.seq = seq;
+        record.id = Some(change_id());
         self.recorded_seq = Some(seq);
         let key = keyspace.key(&Key::History {
             app: app.to_string(),
@@ -89,6 +156,7 @@ impl ChangeSet {
         });
         let json = serde_json::to_vec(&record).expect("history records serialize");
         self.expect(&key, None).put(&key, json);
+        self.record_key = Some(key);
         Ok(self)
     }
 
@@ -97,15 +165,93 @@ impl ChangeSet {
         self.recorded_seq
     }
 
-    /// Commits the change; returns the revision it was written at.
+    /// The write that proves this change committed: the audit record if there is one,
+    /// else a guarded write whose value or lease only this change can have put there.
+    fn witness(&self) -> Option<Witness> {
+        let guarded = |w: &Witness| {
+            self.expected.get(&w.key).map(|&expected| Witness {
+                expected,
+                ..w.clone()
+            })
+        };
+        if let Some(key) = &self.record_key {
+            return self.writes.iter().find(|w| &w.key == key).and_then(guarded);
+        }
+        self.writes.iter().find_map(guarded)
+    }
+
+    /// Reads the witness (linearizably): the revision the change was committed at, or
+    /// None if it was not (yet).
+    async fn find(&self, store: &Store, witness: &Witness) -> Result<Option<i64>, StoreError> {
+        let (_, kv) = store.get(&witness.key).await?;
+        Ok(kv.and_then(|kv| {
+            let ours = kv.value == witness.value
+                && kv.lease == witness.lease
+                && kv.mod_revision != witness.expected;
+            ours.then_some(kv.mod_revision)
+        }))
+    }
+
+    /// Commits the change; returns the revision it was written at. When the outcome of
+    /// a send is unknown, finds it out (see the module doc); [`CommitError::OutcomeUnknown`]
+    /// only when etcd cannot tell.
     pub async fn commit(&self, store: &Store) -> Result<i64, CommitError> {
         let txn = Txn::new()
             .when(self.compares.clone())
             .and_then(self.ops.clone());
-        let resp = store.txn(txn).await?;
-        if !resp.succeeded() {
-            return Err(CommitError::Conflict(self.guarded.join(", ")));
+        let witness = self.witness();
+        let check = match (&self.record_key, &witness) {
+            (Some(key), _) => format!("the change was committed if {key} exists; look at `discoctl history` and `discoctl status` before running it again"),
+            (None, Some(w)) => format!("the change was committed if {} holds its new value; look at `discoctl status` before running it again", w.key),
+            (None, None) => "look at `discoctl status` before running it again".to_string(),
+        };
+        let unknown = |cause: String| CommitError::OutcomeUnknown {
+            cause,
+            check: check.clone(),
+        };
+        // Bounds finding out and sending again, beyond the first attempt.
+        let deadline = tokio::time::Instant::now() + store.config().request_timeout * 2;
+        let mut resent = false;
+        loop {
+            let cause = match store.txn(txn.clone()).await {
+                Ok(resp) if resp.succeeded() => {
+                    return Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+                }
+                Ok(_) => {
+                    // After a resend, the conflict may be with the first attempt.
+                    if resent {
+                        let found = match &witness {
+                            Some(w) => self.find(store, w).await,
+                            None => Ok(None),
+                        };
+                        match found {
+                            Ok(Some(revision)) => return Ok(revision),
+                            Ok(None) => {}
+                            Err(e) => return Err(unknown(e.to_string())),
+                        }
+                    }
+                    return Err(CommitError::Conflict(self.guarded.join(", ")));
+                }
+                Err(StoreError::OutcomeUnknown { cause, .. }) => cause,
+                // Not sent; but an earlier attempt may still be in flight.
+                Err(e) if resent => return Err(unknown(e.to_string())),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(w) = &witness else {
+                return Err(unknown(cause));
+            };
+            match self.find(store, w).await {
+                Ok(Some(revision)) => {
+                    tracing::info!(key = %w.key, revision, "the transaction's reply was lost, but it was committed");
+                    return Ok(revision);
+                }
+                Ok(None) if tokio::time::Instant::now() < deadline => {
+                    tracing::info!(key = %w.key, %cause, "the transaction was not committed; sending it again");
+                    resent = true;
+                }
+                Ok(None) => return Err(unknown(cause)),
+                Err(e) => return Err(unknown(format!("{cause}; then reading {}: {e}", w.key))),
+            }
         }
-        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 }

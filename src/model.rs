@@ -331,6 +331,10 @@ pub struct HistoryRecord {
     /// changes of routes only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyChange>,
+    /// A unique id of the change, set when it is committed: after a lost reply, reading
+    /// the record back tells whether this very change was committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A policy change in an audit record.

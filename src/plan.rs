@@ -475,6 +475,7 @@ mod tests {
             to: map(to),
             reason: None,
             policy: None,
+            id: None,
         }
     }
 

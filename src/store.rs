@@ -70,6 +70,16 @@ pub enum StoreError {
         /// The last error with its whole chain (logged at debug level).
         detail: String,
     },
+    /// A write that is not safe to send twice (a transaction) failed after it may have
+    /// reached etcd: it may or may not have been applied. [`crate::change::ChangeSet`]
+    /// finds out which with a linearizable read.
+    #[error("etcd did not answer a write that may have been applied (tried {tried}): {cause}")]
+    OutcomeUnknown {
+        /// The endpoints tried, comma separated.
+        tried: String,
+        /// The failure in a few words.
+        cause: String,
+    },
     /// etcd answered with an error that retrying elsewhere does not fix.
     #[error("etcd: {}", etcd_message(.0))]
     Etcd(etcd_client::Error),
@@ -400,7 +410,13 @@ impl Store {
             self.failed(generation).await;
             let may_resend = retry == Retry::Always || (!timed_out && not_sent(&err));
             attempt += 1;
-            if !may_resend || tokio::time::Instant::now() >= deadline {
+            if !may_resend {
+                return Err(StoreError::OutcomeUnknown {
+                    tried: tried.join(","),
+                    cause: describe_failure(&err, timed_out),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
                 return Err(StoreError::Unavailable {
                     tried: tried.join(","),
                     cause: describe_failure(&err, timed_out),

@@ -109,6 +109,7 @@ pub async fn routes(
         to: plan.to_map(),
         reason: opts.reason.clone(),
         policy: None,
+        id: None,
     };
     let summary = format!(
         "{}: {}: {} of {} slots changed",
@@ -163,6 +164,7 @@ pub async fn policy(
             from: before,
             to: Some(after),
         }),
+        id: None,
     };
     commit_and_wait(ctx, state, set, record, change, summary, opts).await
 }
@@ -221,12 +223,10 @@ async fn commit_and_wait(
         Ok(w) => w,
         Err(e) => {
             report.print(ctx.output);
-            return Err(Failure::new(
-                exit::ERROR,
-                anyhow::anyhow!(
-                    "committed at revision {revision}, but waiting for the agents failed: {e}"
-                ),
-            ));
+            // Committed: exit 1 would say "nothing written".
+            return Err(exit::timeout(format!(
+                "committed at revision {revision}, but waiting for the agents failed: {e}"
+            )));
         }
     };
     report.waited = Some(waited.clone());

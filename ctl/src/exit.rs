@@ -15,6 +15,10 @@ pub const PRECONDITION: i32 = 5;
 /// `canary`: the canary was rolled back (a step failed its analysis, it was aborted or
 /// interrupted); the routing is back to the state before it.
 pub const ROLLED_BACK: i32 = 6;
+/// etcd failed after the change may have reached it, and could not be asked whether it
+/// was committed: it may or may not be. Look at `discoctl history` / `status` before
+/// running the command again (the message names the key that tells).
+pub const OUTCOME_UNKNOWN: i32 = 7;
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]
@@ -51,6 +55,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         let plan_error = error.downcast_ref::<disco::plan::PlanError>();
         let code = match error.downcast_ref::<disco::change::CommitError>() {
             Some(disco::change::CommitError::Conflict(_)) => CONFLICT,
+            Some(disco::change::CommitError::OutcomeUnknown { .. }) => OUTCOME_UNKNOWN,
             _ if plan_error.is_some_and(|e| e.is_bad_input()) => USAGE,
             _ if plan_error.is_some() => PRECONDITION,
             _ if error.downcast_ref::<disco::validate::Invalid>().is_some() => USAGE,

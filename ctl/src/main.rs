@@ -22,10 +22,11 @@ use context::{Ctx, Global, Output};
 /// the audit record together) and by default waits until every live LB agent has
 /// applied it (--no-wait, --timeout).
 ///
-/// Exit codes: 0 success, 1 error, 2 bad input or usage, 3 timed out waiting for
-/// agents (named on stderr), 4 conflict with a concurrent change, 5 precondition
-/// failed, 6 canary rolled back. Nothing is written on 1, 2, 4 and 5; on 3 the change is
-/// committed. `check` follows the Nagios conventions instead: 0 OK, 1 WARNING,
+/// Exit codes: 0 success, 1 error, 2 bad input or usage, 3 committed but not confirmed
+/// by every LB agent (named on stderr), 4 conflict with a concurrent change, 5
+/// precondition failed, 6 canary rolled back, 7 outcome unknown (etcd failed after the
+/// change may have reached it and could not be asked). Nothing is written on 1, 2, 4
+/// and 5; on 3 the change is committed. `check` follows the Nagios conventions instead: 0 OK, 1 WARNING,
 /// 2 CRITICAL, 3 UNKNOWN.
 #[derive(Debug, Parser)]
 #[command(name = "discoctl", version)]

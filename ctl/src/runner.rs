@@ -451,6 +451,7 @@ impl<'a> Runner<'a> {
                     from: state.app.policy.clone(),
                     to: Some(p.clone()),
                 }),
+                id: None,
             };
             set.record(&self.ctx.store, &self.ctx.keyspace, &self.app, record)
                 .await?;

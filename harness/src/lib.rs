@@ -11,6 +11,7 @@
 //! - [`backend`]: a versioned HTTP backend whose health and error rate can be set.
 //! - [`load`]: a load generator counting requests by the zero-drop acceptance rules.
 //! - [`http`]: the minimal HTTP/1.1 client under `load`, and [`get`] for one request.
+//! - [`relay`]: a TCP relay that passes, freezes, drops replies or cuts: fault injection.
 //! - [`process`]: `/proc` helpers, so that no started process outlives its test.
 //! - [`generated`]: checks that generated completions and man pages are current.
 
@@ -23,6 +24,7 @@ pub mod load;
 pub mod nginx;
 pub mod ports;
 pub mod process;
+pub mod relay;
 
 pub use backend::Backend;
 pub use etcd::{Etcd, TlsFiles};
@@ -30,6 +32,7 @@ pub use haproxy::Haproxy;
 pub use http::get;
 pub use load::{Load, LoadOptions, LoadReport};
 pub use nginx::Nginx;
+pub use relay::Relay;
 
 use std::time::{Duration, Instant};
 

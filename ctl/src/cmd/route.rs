@@ -58,6 +58,7 @@ pub async fn run(ctx: &Ctx, cmd: RouteCmd) -> Result {
         to: BTreeMap::from([(instance.clone(), version.clone())]),
         reason: None,
         policy: None,
+        id: None,
     };
     let mut change = ChangeSet::default();
     change
