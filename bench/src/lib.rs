@@ -2,7 +2,7 @@
 //! child processes stopped on drop, percentiles.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A binary built next to the running one (`target/<profile>/<name>`).
@@ -46,10 +46,7 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if self.graceful {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
+            disco_harness::process::send(self.child.id(), "TERM");
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {

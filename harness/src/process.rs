@@ -3,7 +3,7 @@
 //! leaves a process behind.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 /// The fields of `/proc/<pid>/stat` the harness needs.
@@ -68,26 +68,33 @@ pub fn cmdline(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// Sends `signal` (a name such as `TERM` or `KILL`) to those of `pids` that still run,
-/// with the `kill` program (no shell, no `unsafe`). Processes that are already gone are
-/// not an error.
-pub(crate) fn signal(pids: &[u32], signal: &str) {
-    let running: Vec<String> = pids
-        .iter()
-        .filter(|&&pid| is_running(pid))
-        .map(u32::to_string)
-        .collect();
-    if running.is_empty() {
-        return;
+/// Sends `signal` (a name: `TERM`, `KILL`, `HUP`, `STOP`, `CONT`, `INT`, `USR1`) to those
+/// of `pids` that still run, with a system call (no `kill` program: a minimal system may
+/// lack procps). Processes that are already gone are not an error.
+pub fn signal(pids: &[u32], signal: &str) {
+    for &pid in pids {
+        let _ = send(pid, signal);
     }
-    // `kill` never blocks, so this needs no timeout of its own.
-    let _ = Command::new(crate::program("kill", "procps"))
-        .arg(format!("-{signal}"))
-        .args(&running)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+}
+
+/// Sends `signal` (a name, as for [`signal`]) to `pid`; false if there is no such process.
+/// Panics on an unknown signal name.
+pub fn send(pid: u32, signal: &str) -> bool {
+    use rustix::process::{kill_process, Pid, Signal};
+    let sig = match signal {
+        "TERM" => Signal::TERM,
+        "KILL" => Signal::KILL,
+        "HUP" => Signal::HUP,
+        "STOP" => Signal::STOP,
+        "CONT" => Signal::CONT,
+        "INT" => Signal::INT,
+        "USR1" => Signal::USR1,
+        other => panic!("unknown signal name {other:?}"),
+    };
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    kill_process(pid, sig).is_ok()
 }
 
 /// Waits until none of `pids` runs any more; returns the ones still running at `timeout`.
@@ -112,6 +119,7 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn sees_own_children_and_their_end() {

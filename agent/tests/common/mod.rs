@@ -64,12 +64,11 @@ impl Agent {
 
     /// Sends a signal by name (TERM, HUP, ...).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        assert!(
+            disco_harness::process::send(self.pid(), name),
+            "kill -{name} {}",
+            self.pid()
+        );
     }
 
     /// SIGTERM and wait for the exit; returns the exit code.

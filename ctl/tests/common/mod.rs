@@ -233,12 +233,11 @@ connect_timeout = "500ms"
 
     /// Sends a signal by name (STOP, CONT, TERM, ...).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} {}", self.pid());
+        assert!(
+            disco_harness::process::send(self.pid(), name),
+            "kill -{name} {}",
+            self.pid()
+        );
     }
 
     /// What the agent has rendered so far ("" before the first apply).
