@@ -4,7 +4,13 @@
 //! by itself; one that is alive but does not apply is named when the time runs out.
 //! The statuses are watched, so the wait ends as soon as the last agent reports; a
 //! slow re-read every second covers a watch that is reconnecting.
+//!
+//! An agent that was live during the wait and whose status disappears before it
+//! confirmed (its lease expired: the host died, froze or was cut from etcd; or it was
+//! stopped) is not counted as confirming: it is named as *vanished* and the wait is not
+//! converged. A host cut from etcd still serves its clients with the old routes.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -24,10 +30,19 @@ pub struct Lagging {
     pub applied_revision: i64,
     /// Its last error, if any.
     pub last_error: Option<String>,
+    /// Its status disappeared during the wait before it confirmed the revision.
+    pub vanished: bool,
 }
 
 impl std::fmt::Display for Lagging {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.vanished {
+            return write!(
+                f,
+                "{} (not confirmed: its status expired or was withdrawn during the wait; it had applied revision {})",
+                self.id, self.applied_revision
+            );
+        }
         write!(f, "{} (applied revision {}", self.id, self.applied_revision)?;
         match &self.last_error {
             Some(e) => write!(f, ", last error: {e})"),
@@ -42,35 +57,66 @@ pub struct Waited {
     /// The live LB agents at the end, by id, in id order. Empty: none was live, and
     /// there was nothing to wait for.
     pub agents: Vec<String>,
-    /// The agents that had not applied the revision; empty when every one had.
+    /// The agents that had not applied the revision, live or vanished; empty when every
+    /// one had.
     pub lagging: Vec<Lagging>,
     /// How long the wait took, in milliseconds.
     pub wait_ms: u64,
 }
 
 impl Waited {
-    /// True when every live LB agent applied the revision.
+    /// True when every LB agent seen during the wait applied the revision.
     pub fn converged(&self) -> bool {
         self.lagging.is_empty()
     }
+
+    /// The vanished agents among the lagging ones.
+    pub fn vanished(&self) -> impl Iterator<Item = &Lagging> {
+        self.lagging.iter().filter(|l| l.vanished)
+    }
+
+    /// True when every live LB agent applied the revision; vanished ones aside.
+    pub fn live_converged(&self) -> bool {
+        self.lagging.iter().all(|l| l.vanished)
+    }
 }
 
-/// The live LB agents of `agents` and those among them behind `revision`.
-fn check(agents: &Snapshot, revision: i64) -> (Vec<String>, Vec<Lagging>) {
+/// LB agents seen during a wait: id → the highest revision each reported applied.
+type Seen = BTreeMap<String, i64>;
+
+/// The live LB agents of `agents` and the agents behind `revision`: live ones, and
+/// those in `seen` (updated here) whose status disappeared before they confirmed.
+fn check(agents: &Snapshot, revision: i64, seen: &mut Seen) -> (Vec<String>, Vec<Lagging>) {
     let lb: Vec<_> = agents
         .agents
         .values()
         .filter(|a| a.roles.iter().any(|r| r == "lb"))
         .collect();
-    let lagging = lb
+    for a in &lb {
+        let applied = seen.entry(a.id.clone()).or_insert(a.applied_revision);
+        *applied = (*applied).max(a.applied_revision);
+    }
+    let mut lagging: Vec<Lagging> = lb
         .iter()
         .filter(|a| a.applied_revision < revision)
         .map(|a| Lagging {
             id: a.id.clone(),
             applied_revision: a.applied_revision,
             last_error: a.last_error.clone(),
+            vanished: false,
         })
         .collect();
+    lagging.extend(
+        seen.iter()
+            .filter(|(id, &applied)| applied < revision && !agents.agents.contains_key(*id))
+            .map(|(id, &applied)| Lagging {
+                id: id.clone(),
+                applied_revision: applied,
+                last_error: None,
+                vanished: true,
+            }),
+    );
+    lagging.sort_by(|a, b| a.id.cmp(&b.id));
     (lb.iter().map(|a| a.id.clone()).collect(), lagging)
 }
 
@@ -90,8 +136,8 @@ pub async fn lb_agents(store: &Store, keyspace: &Keyspace) -> Result<Vec<AgentSt
 }
 
 /// Waits up to `timeout` until every live LB agent has applied `revision`. Ends with
-/// the laggards named when the time runs out; an error only if etcd cannot be read at
-/// the start.
+/// the laggards named when the time runs out, or as soon as the only ones left are
+/// agents that vanished; an error only if etcd cannot be read at the start.
 pub async fn wait(
     store: &Store,
     keyspace: &Keyspace,
@@ -116,9 +162,11 @@ pub async fn wait(
         Duration::from_secs(1),
     );
     let mut watching = true;
+    let mut seen = Seen::new();
     loop {
-        let (ids, lagging) = check(&agents, revision);
-        let done = lagging.is_empty();
+        let (ids, lagging) = check(&agents, revision, &mut seen);
+        // Waiting longer does not bring a vanished agent's confirmation.
+        let done = lagging.iter().all(|l| l.vanished);
         if done || Instant::now() >= deadline {
             return Ok(Waited {
                 agents: ids,
@@ -181,7 +229,7 @@ mod tests {
             ("lb1", &["lb"], 42),
             ("lb2", &["lb", "register"], 5),
         ]);
-        let (ids, lagging) = check(&s, 42);
+        let (ids, lagging) = check(&s, 42, &mut Seen::new());
         assert_eq!(ids, ["lb1", "lb2"]);
         assert_eq!(
             lagging,
@@ -189,13 +237,46 @@ mod tests {
                 id: "lb2".into(),
                 applied_revision: 5,
                 last_error: Some("reload failed".into()),
+                vanished: false,
             }]
         );
         assert_eq!(
             lagging[0].to_string(),
             "lb2 (applied revision 5, last error: reload failed)"
         );
-        let (ids, lagging) = check(&agents(&[("app-host", &["register"], 0)]), 42);
+        let (ids, lagging) = check(
+            &agents(&[("app-host", &["register"], 0)]),
+            42,
+            &mut Seen::new(),
+        );
         assert!(ids.is_empty() && lagging.is_empty());
+    }
+
+    #[test]
+    fn an_agent_whose_status_disappears_before_it_confirmed_is_named_vanished() {
+        let mut seen = Seen::new();
+        let both = agents(&[
+            ("lb1", &["lb"], 42),
+            ("lb2", &["lb"], 40),
+            ("lb3", &["lb"], 43),
+        ]);
+        let (_, lagging) = check(&both, 42, &mut seen);
+        assert_eq!(lagging.len(), 1);
+        // lb2 and lb3 disappear: lb3 had confirmed, lb2 had not.
+        let (ids, lagging) = check(&agents(&[("lb1", &["lb"], 42)]), 42, &mut seen);
+        assert_eq!(ids, ["lb1"]);
+        assert_eq!(lagging.len(), 1, "{lagging:?}");
+        assert!(lagging[0].vanished && lagging[0].id == "lb2");
+        assert!(
+            lagging[0].to_string().contains("not confirmed"),
+            "{}",
+            lagging[0]
+        );
+        let waited = Waited {
+            agents: ids,
+            lagging,
+            wait_ms: 1,
+        };
+        assert!(!waited.converged() && waited.live_converged());
     }
 }

@@ -35,6 +35,8 @@ struct Lb {
     status: AgentStatus,
     reloads: Vec<u64>,
     publish: watch::Sender<Option<AgentStatus>>,
+    /// Counts the status writes that reached etcd.
+    published: watch::Receiver<u64>,
     shared: Arc<Shared>,
     collector: Collector,
     publish_stats: Option<watch::Sender<BTreeMap<String, AppStats>>>,
@@ -50,12 +52,17 @@ pub async fn run(
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
     let keyspace = Keyspace::new(&config.prefix)?;
-    let targets = config
+    let mut targets = config
         .targets
         .iter()
         .cloned()
         .map(Target::new)
         .collect::<anyhow::Result<Vec<_>>>()?;
+    remove_leftovers(&config, &targets);
+    let loaded = crate::loaded::read(&crate::loaded::path_for(&config.cache_path()));
+    for target in &mut targets {
+        target.installed_hash = loaded.targets.get(&target.config.path).cloned();
+    }
     let (stop_http, http_stop) = watch::channel(false);
     let http = match config.http_listen {
         Some(address) => Some(crate::http::serve(address, shared.clone(), http_stop).await?),
@@ -68,7 +75,7 @@ pub async fn run(
         id: config.agent_id.clone(),
     });
     let (stop_status, stop_rx) = watch::channel(false);
-    let (publish, status_task) = crate::status::spawn(
+    let (publish, published, status_task) = crate::status::spawn(
         store.clone(),
         status_key,
         config.status_ttl,
@@ -109,6 +116,7 @@ pub async fn run(
         targets,
         snapshot: Snapshot::default(),
         publish,
+        published,
         shared,
         collector,
         publish_stats,
@@ -132,6 +140,29 @@ pub async fn run(
         }
     }
     result
+}
+
+/// Removes the temp files that an agent killed mid-write left beside its target files,
+/// its snapshot cache and its record of loaded configurations, and says which.
+fn remove_leftovers(config: &Config, targets: &[Target]) {
+    let cache = config.cache_path();
+    let own = targets
+        .iter()
+        .map(|t| t.config.path.clone())
+        .chain([crate::loaded::path_for(&cache), cache]);
+    for path in own {
+        match crate::atomic_write::remove_leftovers(&path) {
+            Ok(removed) if removed.is_empty() => {}
+            Ok(removed) => {
+                let removed: Vec<String> =
+                    removed.iter().map(|p| p.display().to_string()).collect();
+                tracing::info!(files = %removed.join(", "), "removed temp files left by an earlier run");
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not look for temp files left by an earlier run")
+            }
+        }
+    }
 }
 
 /// While the watch is down, asks etcd every second whether it answers; when it does,
@@ -162,6 +193,12 @@ impl Lb {
         store: &Store,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        // Visible before anything is installed (applied revision 0: none yet), so that a
+        // change committed meanwhile is waited for.
+        if self.status.roles.iter().any(|r| r == "lb") {
+            self.status.updated_at = now_rfc3339();
+            let _ = self.publish.send(Some(self.status.clone()));
+        }
         // The first read; while etcd is unreachable, serve the cached snapshot.
         let mut backoff = Duration::from_millis(100);
         let mut served_cache = false;
@@ -207,6 +244,9 @@ impl Lb {
             apps = self.snapshot.apps.len(),
             "read routing state"
         );
+        if self.status.roles.iter().any(|r| r == "lb") {
+            self.until_visible(stop).await;
+        }
         self.shared.update(|v| {
             v.watch.live = true;
             v.watch.watching = true;
@@ -245,6 +285,20 @@ impl Lb {
                 self.apply().await;
                 last_apply = Instant::now();
             }
+        }
+    }
+
+    /// Waits (up to the etcd request timeout) until the first status write reached etcd:
+    /// a discoctl that commits from now on sees this agent and waits for it.
+    async fn until_visible(&mut self, stop: &mut watch::Receiver<bool>) {
+        let bound = self.config.etcd.request_timeout;
+        tokio::select! {
+            seen = tokio::time::timeout(bound, self.published.wait_for(|n| *n > 0)) => {
+                if seen.is_err() {
+                    tracing::warn!(?bound, "status not yet written to etcd; applying anyway");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => {}
         }
     }
 
@@ -306,6 +360,7 @@ impl Lb {
         metrics.applies.inc();
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
+        let mut reloaded_any = false;
         for (i, target) in self.targets.iter_mut().enumerate() {
             let label = TargetLabel {
                 target: target.name.clone(),
@@ -320,6 +375,7 @@ impl Lb {
             match result {
                 Ok(outcome) => {
                     if outcome == Outcome::Reloaded {
+                        reloaded_any = true;
                         self.reloads[i] += 1;
                         metrics.reloads.get_or_create(&label).inc();
                         tracing::info!(target = %target.name, revision = self.snapshot.revision, "installed and reloaded");
@@ -350,6 +406,9 @@ impl Lb {
                     .iter()
                     .map(|w| format!("{}: {w}", target.name)),
             );
+        }
+        if reloaded_any {
+            self.save_loaded();
         }
         let status = &mut self.status;
         status.targets = self
@@ -411,6 +470,21 @@ impl Lb {
             self.save_cache();
         }
         tracing::debug!(revision = self.snapshot.revision, took = ?started.elapsed(), "apply done");
+    }
+
+    /// Records what every target's proxy confirmed loading (see `loaded.rs`).
+    fn save_loaded(&self) {
+        let path = crate::loaded::path_for(&self.config.cache_path());
+        let loaded = crate::loaded::Loaded {
+            targets: self
+                .targets
+                .iter()
+                .filter_map(|t| Some((t.config.path.clone(), t.installed_hash.clone()?)))
+                .collect(),
+        };
+        if let Err(e) = crate::loaded::write(&path, &loaded) {
+            tracing::warn!(path = %path.display(), error = %e, "could not record the loaded configurations; the next start reloads once more");
+        }
     }
 
     fn load_cache(&self) -> Option<Snapshot> {

@@ -8,6 +8,7 @@ mod config;
 mod http;
 mod lb;
 mod lease;
+mod loaded;
 mod metrics;
 mod register;
 mod reload;

@@ -12,15 +12,21 @@ use tokio::task::JoinHandle;
 
 use crate::lease::Lease;
 
-/// Starts the publisher. Send statuses through the returned sender; set `stop` to true
-/// to revoke the lease (removing the status key) and end the task.
+/// Starts the publisher. Send statuses through the returned sender; the receiver counts
+/// the writes that reached etcd. Set `stop` to true to revoke the lease (removing the
+/// status key) and end the task.
 pub fn spawn(
     store: Store,
     key: String,
     ttl: Duration,
     mut stop: watch::Receiver<bool>,
-) -> (watch::Sender<Option<AgentStatus>>, JoinHandle<()>) {
+) -> (
+    watch::Sender<Option<AgentStatus>>,
+    watch::Receiver<u64>,
+    JoinHandle<()>,
+) {
     let (tx, mut rx) = watch::channel::<Option<AgentStatus>>(None);
+    let (written_tx, written) = watch::channel(0u64);
     let handle = tokio::spawn(async move {
         let mut lease = Lease::new(store.clone(), "status", ttl);
         let mut dirty = false;
@@ -51,7 +57,10 @@ pub fn spawn(
             };
             let json = serde_json::to_vec(&status).expect("status serializes");
             match store.put(&key, json, Some(id)).await {
-                Ok(_) => dirty = false,
+                Ok(_) => {
+                    dirty = false;
+                    written_tx.send_modify(|n| *n += 1);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "publishing status failed; will retry");
                     lease.check(&e);
@@ -60,5 +69,5 @@ pub fn spawn(
         }
         lease.revoke().await;
     });
-    (tx, handle)
+    (tx, written, handle)
 }

@@ -35,7 +35,9 @@ pub struct Target {
     pub config: TargetConfig,
     pub name: String,
     template: Option<String>,
-    /// Hash of the content installed (and loaded by the proxy) by this agent.
+    /// Hash of the content the proxy was confirmed to have loaded (by a confirmed
+    /// reload of this agent, or as recorded by an earlier run: see `loaded.rs`). None:
+    /// unknown, and the next apply validates, installs and reloads whatever the file.
     pub installed_hash: Option<String>,
     /// Warnings of the last render.
     pub warnings: Vec<String>,
@@ -176,12 +178,8 @@ impl Target {
         let hash = render::hash(&rendered.text);
         let path = self.config.path.clone();
         let previous = std::fs::read(&path).ok();
-        if self.installed_hash.is_none() {
-            // At start, what is on disk was loaded by the proxy (or will be at its start).
-            self.installed_hash = previous
-                .as_deref()
-                .map(|p| render::hash(&String::from_utf8_lossy(p)));
-        }
+        // Not the file on disk: a file installed by an agent killed before its reload
+        // was never loaded by the proxy.
         if self.installed_hash.as_deref() == Some(hash.as_str()) {
             return Ok(Outcome::Unchanged);
         }

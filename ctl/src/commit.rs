@@ -44,6 +44,11 @@ pub struct WriteOpts {
     /// Why, for the audit log.
     #[arg(long)]
     pub reason: Option<String>,
+    /// Succeed even if an LB agent's status disappears during the wait before it
+    /// confirmed (it is still named). Without it that is exit code 3: a host cut from
+    /// etcd keeps serving the old routes.
+    #[arg(long)]
+    pub allow_vanished: bool,
 }
 
 /// A change about to be committed: what `history` and the report call it.
@@ -233,11 +238,23 @@ async fn commit_and_wait(
     report.print(ctx.output);
     if !waited.converged() {
         let lagging: Vec<String> = waited.lagging.iter().map(ToString::to_string).collect();
+        if opts.allow_vanished && waited.live_converged() {
+            eprintln!(
+                "note: not confirmed by LB agents that vanished during the wait (--allow-vanished): {}",
+                lagging.join("; ")
+            );
+            return Ok(());
+        }
+        let live = waited.lagging.iter().filter(|l| !l.vanished).count();
+        let timed_out = if live > 0 {
+            format!(" (waited {})", humantime::format_duration(opts.timeout))
+        } else {
+            String::new()
+        };
         return Err(exit::timeout(format!(
-            "committed at revision {revision}, but timed out after {} waiting for {} of {} live LB agents to apply it: {}",
-            humantime::format_duration(opts.timeout),
+            "committed at revision {revision}, but not confirmed by {} LB agent{}{timed_out}: {}",
             waited.lagging.len(),
-            waited.agents.len(),
+            if waited.lagging.len() == 1 { "" } else { "s" },
             lagging.join("; ")
         )));
     }

@@ -281,6 +281,61 @@ impl Etcd {
         self.members[0].client_url_tls(self.tls.is_some())
     }
 
+    /// The index of the member that is the raft leader now, as the running members
+    /// report it (`etcdctl endpoint status`); None while there is none.
+    pub fn leader(&self) -> Option<usize> {
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some())
+            .collect();
+        let endpoints: Vec<String> = running
+            .iter()
+            .map(|&i| self.members[i].client_url_tls(self.tls.is_some()))
+            .collect();
+        let mut cmd = Command::new(crate::program("etcdctl", "etcd-client"));
+        cmd.env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(endpoints.join(","))
+            .args([
+                "--command-timeout",
+                "2s",
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ]);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&tls.ca)
+                .arg("--cert")
+                .arg(&tls.cert)
+                .arg("--key")
+                .arg(&tls.key);
+        }
+        let out = cmd.output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // [{"Endpoint":"http://...","Status":{"header":{...,"member_id":N,...},...,"leader":M,...}},...]
+        let number_after = |s: &str, field: &str| -> Option<u64> {
+            let start = s.find(field)? + field.len();
+            let digits: String = s[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        };
+        text.split("{\"Endpoint\":").skip(1).find_map(|entry| {
+            let member = number_after(entry, "\"member_id\":")?;
+            let leader = number_after(entry, "\"leader\":")?;
+            if member != leader {
+                return None;
+            }
+            let url = entry.trim_start_matches('"').split('"').next()?;
+            running
+                .iter()
+                .copied()
+                .find(|&i| self.members[i].client_url_tls(self.tls.is_some()) == url)
+        })
+    }
+
     /// Kills member `i` (SIGKILL) and waits for it to exit.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {

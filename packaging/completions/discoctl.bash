@@ -711,7 +711,7 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__dark)
-            opts="-o -h --header --cookie --cidr --off --wait --no-wait --timeout --reason --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
+            opts="-o -h --header --cookie --cidr --off --wait --no-wait --timeout --reason --allow-vanished --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1459,7 +1459,7 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__promote)
-            opts="-o -h --count --all --wait --no-wait --timeout --reason --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
+            opts="-o -h --count --all --wait --no-wait --timeout --reason --allow-vanished --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1587,7 +1587,7 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__rollback)
-            opts="-o -h --to --wait --no-wait --timeout --reason --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
+            opts="-o -h --to --wait --no-wait --timeout --reason --allow-vanished --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1873,7 +1873,7 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__switch)
-            opts="-o -h --wait --no-wait --timeout --reason --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
+            opts="-o -h --wait --no-wait --timeout --reason --allow-vanished --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1939,7 +1939,7 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__weight)
-            opts="-o -h --wait --no-wait --timeout --reason --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
+            opts="-o -h --wait --no-wait --timeout --reason --allow-vanished --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -173,6 +173,7 @@ complete -c discoctl -n "__fish_discoctl_using_subcommand promote" -l actor -d '
 complete -c discoctl -n "__fish_discoctl_using_subcommand promote" -l all -d 'Flip every slot not yet on VERSION'
 complete -c discoctl -n "__fish_discoctl_using_subcommand promote" -l wait -d 'Wait until every live LB agent has applied the change (the default)'
 complete -c discoctl -n "__fish_discoctl_using_subcommand promote" -l no-wait -d 'Return as soon as the change is committed'
+complete -c discoctl -n "__fish_discoctl_using_subcommand promote" -l allow-vanished -d 'Succeed even if an LB agent\'s status disappears during the wait before it confirmed (it is still named). Without it that is exit code 3: a host cut from etcd keeps serving the old routes'
 complete -c discoctl -n "__fish_discoctl_using_subcommand promote" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c discoctl -n "__fish_discoctl_using_subcommand rollback" -l to -d 'Put every slot on this version instead (each needs an endpoint of it not reported failing)' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand rollback" -l timeout -d 'Longest wait for the agents, e.g. 30s or 500ms; exit code 3 when it passes' -r
@@ -190,6 +191,7 @@ json\t'One JSON document, for scripts'"
 complete -c discoctl -n "__fish_discoctl_using_subcommand rollback" -l actor -d 'Who makes the change, for the audit log. Default: user@host' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand rollback" -l wait -d 'Wait until every live LB agent has applied the change (the default)'
 complete -c discoctl -n "__fish_discoctl_using_subcommand rollback" -l no-wait -d 'Return as soon as the change is committed'
+complete -c discoctl -n "__fish_discoctl_using_subcommand rollback" -l allow-vanished -d 'Succeed even if an LB agent\'s status disappears during the wait before it confirmed (it is still named). Without it that is exit code 3: a host cut from etcd keeps serving the old routes'
 complete -c discoctl -n "__fish_discoctl_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c discoctl -n "__fish_discoctl_using_subcommand switch" -l timeout -d 'Longest wait for the agents, e.g. 30s or 500ms; exit code 3 when it passes' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand switch" -l reason -d 'Why, for the audit log' -r
@@ -206,6 +208,7 @@ json\t'One JSON document, for scripts'"
 complete -c discoctl -n "__fish_discoctl_using_subcommand switch" -l actor -d 'Who makes the change, for the audit log. Default: user@host' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand switch" -l wait -d 'Wait until every live LB agent has applied the change (the default)'
 complete -c discoctl -n "__fish_discoctl_using_subcommand switch" -l no-wait -d 'Return as soon as the change is committed'
+complete -c discoctl -n "__fish_discoctl_using_subcommand switch" -l allow-vanished -d 'Succeed even if an LB agent\'s status disappears during the wait before it confirmed (it is still named). Without it that is exit code 3: a host cut from etcd keeps serving the old routes'
 complete -c discoctl -n "__fish_discoctl_using_subcommand switch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c discoctl -n "__fish_discoctl_using_subcommand dark" -l header -d 'Requests with this header value (NAME=VALUE). Repeatable' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand dark" -l cookie -d 'Requests with this cookie value (NAME=VALUE). Repeatable' -r
@@ -226,6 +229,7 @@ complete -c discoctl -n "__fish_discoctl_using_subcommand dark" -l actor -d 'Who
 complete -c discoctl -n "__fish_discoctl_using_subcommand dark" -l off -d 'Turn the dark canary off'
 complete -c discoctl -n "__fish_discoctl_using_subcommand dark" -l wait -d 'Wait until every live LB agent has applied the change (the default)'
 complete -c discoctl -n "__fish_discoctl_using_subcommand dark" -l no-wait -d 'Return as soon as the change is committed'
+complete -c discoctl -n "__fish_discoctl_using_subcommand dark" -l allow-vanished -d 'Succeed even if an LB agent\'s status disappears during the wait before it confirmed (it is still named). Without it that is exit code 3: a host cut from etcd keeps serving the old routes'
 complete -c discoctl -n "__fish_discoctl_using_subcommand dark" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c discoctl -n "__fish_discoctl_using_subcommand weight" -l timeout -d 'Longest wait for the agents, e.g. 30s or 500ms; exit code 3 when it passes' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand weight" -l reason -d 'Why, for the audit log' -r
@@ -242,6 +246,7 @@ json\t'One JSON document, for scripts'"
 complete -c discoctl -n "__fish_discoctl_using_subcommand weight" -l actor -d 'Who makes the change, for the audit log. Default: user@host' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand weight" -l wait -d 'Wait until every live LB agent has applied the change (the default)'
 complete -c discoctl -n "__fish_discoctl_using_subcommand weight" -l no-wait -d 'Return as soon as the change is committed'
+complete -c discoctl -n "__fish_discoctl_using_subcommand weight" -l allow-vanished -d 'Succeed even if an LB agent\'s status disappears during the wait before it confirmed (it is still named). Without it that is exit code 3: a host cut from etcd keeps serving the old routes'
 complete -c discoctl -n "__fish_discoctl_using_subcommand weight" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c discoctl -n "__fish_discoctl_using_subcommand status" -l endpoints -d 'etcd client URLs, comma separated' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand status" -l prefix -d 'Key prefix of the disco key space' -r
