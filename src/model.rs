@@ -270,6 +270,10 @@ pub struct AgentStatus {
     /// Records the agent refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected: Vec<Rejected>,
+    /// Endpoints the agent keeps rendering although their registrations expired (the
+    /// mass-expiry guard), one line per app; empty normally.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
     /// Routed slots the agent left out (missing or failing endpoint).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,

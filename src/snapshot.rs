@@ -16,7 +16,12 @@ pub enum Change {
     /// A key was written.
     Put { key: String, value: Vec<u8> },
     /// A key was deleted (or its lease expired).
-    Delete { key: String },
+    Delete {
+        key: String,
+        /// The lease the key was under, 0 for none or unknown: whether that lease still
+        /// exists tells an explicit delete from an expiry.
+        lease: i64,
+    },
 }
 
 /// The routing state of one app.
@@ -132,7 +137,7 @@ impl Snapshot {
         for change in changes {
             match change {
                 Change::Put { key, value } => self.put(keyspace, key, &value),
-                Change::Delete { key } => self.delete(keyspace, &key),
+                Change::Delete { key, .. } => self.delete(keyspace, &key),
             }
         }
         self.revision = self.revision.max(revision);
@@ -358,6 +363,7 @@ mod tests {
                 },
                 Change::Delete {
                     key: "/disco/apps/app2/policy".into(),
+                    lease: 0,
                 },
             ],
         );
@@ -393,7 +399,7 @@ mod tests {
             9,
             keys.into_iter()
                 .chain(["/disco/apps/app1/routes/instance4".to_string()])
-                .map(|key| Change::Delete { key }),
+                .map(|key| Change::Delete { key, lease: 0 }),
         );
         assert!(!s.apps.contains_key("app1"), "{:?}", s.apps.get("app1"));
     }

@@ -580,6 +580,15 @@ impl Store {
         .await
     }
 
+    /// Whether lease `id` still exists (not expired, not revoked).
+    pub async fn lease_exists(&self, id: i64) -> Result<bool, StoreError> {
+        self.call(Retry::Always, move |mut c| async move {
+            c.lease_time_to_live(id, None).await
+        })
+        .await
+        .map(|resp| resp.ttl() > 0)
+    }
+
     /// Revokes a lease, deleting every key under it.
     pub async fn revoke_lease(&self, id: i64) -> Result<(), StoreError> {
         self.call(Retry::Always, move |mut c| async move {
@@ -652,10 +661,12 @@ impl Store {
                 };
             }
         };
+        // prev_kv: a delete carries the lease the key was under (expired or explicit?).
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(*next)
-            .with_progress_notify();
+            .with_progress_notify()
+            .with_prev_key();
         let mut c = client;
         let opened = tokio::time::timeout(
             self.inner.config.request_timeout,
@@ -733,7 +744,7 @@ impl Store {
                         let key = String::from_utf8_lossy(kv.key()).into_owned();
                         Some(match event.event_type() {
                             EventType::Put => Change::Put { key, value: kv.value().to_vec() },
-                            EventType::Delete => Change::Delete { key },
+                            EventType::Delete => Change::Delete { key, lease: event.prev_kv().map_or(0, |kv| kv.lease()) },
                         })
                     }).collect();
                     if tx.send(WatchUpdate::Changes { revision, changes }).await.is_err() {

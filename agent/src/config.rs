@@ -49,6 +49,19 @@ pub struct Config {
     /// Address of the agent's HTTP endpoints (`/healthz`, `/metrics`, `/status`), e.g.
     /// `127.0.0.1:9180`. Default: none (no HTTP server).
     pub http_listen: Option<std::net::SocketAddr>,
+    /// Mass-expiry guard: when more than this share (0–1) of an app's endpoints lose
+    /// their registration by lease expiry within `mass_expiry_window`, the last known
+    /// endpoints are kept (see `mass_expiry_hold`). 1 turns the guard off. Explicit
+    /// removals (a drain, `discoctl endpoint remove`) never count. Default: `0.5`.
+    pub mass_expiry_share: f64,
+    /// How close together the expiries must be to count as one mass expiry. Default:
+    /// `10s` (the registrations' default lease TTL).
+    #[serde(with = "humantime_serde")]
+    pub mass_expiry_window: Duration,
+    /// The longest an expired endpoint is kept; it goes earlier when it registers
+    /// again. Default: `10m`.
+    #[serde(with = "humantime_serde")]
+    pub mass_expiry_hold: Duration,
 }
 
 /// One local instance to register: `<prefix>/apps/<app>/endpoints/<instance>/<version>`.
@@ -175,6 +188,9 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
             http_listen: None,
+            mass_expiry_share: 0.5,
+            mass_expiry_window: Duration::from_secs(10),
+            mass_expiry_hold: Duration::from_secs(600),
         }
     }
 }
@@ -299,6 +315,11 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         disco::validate::name("agent id", &self.agent_id)?;
         disco::Keyspace::new(&self.prefix)?;
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.mass_expiry_share),
+            "mass_expiry_share must be between 0 and 1 (1 turns the guard off), not {}",
+            self.mass_expiry_share
+        );
         let mut names = std::collections::BTreeSet::new();
         for t in &self.targets {
             let name = t.name();

@@ -172,7 +172,14 @@ impl Shared {
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.view.lock().expect("view").health() {
+    let view = shared.view.lock().expect("view");
+    match view.health() {
+        // Serving, but not from the routing state alone: say so, still 200.
+        Ok(()) if !view.status.held.is_empty() => (
+            StatusCode::OK,
+            format!("ok, degraded: {}\n", view.status.held.join("; ")),
+        )
+            .into_response(),
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
     }

@@ -22,13 +22,28 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::guard::{Guard, Settings as GuardSettings};
 use crate::http::Shared;
 use crate::metrics::{FailureLabels, TargetLabel};
 use crate::stats::Collector;
 use crate::target::{Outcome, Target};
 
+/// An endpoint whose key was deleted: by its lease expiring, or on purpose?
+struct Deleted {
+    app: String,
+    instance: String,
+    version: String,
+    endpoint: disco::model::Endpoint,
+    /// The lease it was under; None when unknown (seen through a full re-read).
+    lease: Option<i64>,
+}
+
 struct Lb {
     config: Config,
+    store: Store,
+    guard: Guard,
+    /// Endpoint deletions not yet sorted into expiries and explicit removals.
+    deleted: Vec<Deleted>,
     keyspace: Keyspace,
     targets: Vec<Target>,
     snapshot: Snapshot,
@@ -111,6 +126,13 @@ pub async fn run(
             ..AgentStatus::default()
         },
         reloads: vec![0; targets.len()],
+        store: store.clone(),
+        guard: Guard::new(GuardSettings {
+            share: config.mass_expiry_share,
+            window: config.mass_expiry_window,
+            hold: config.mass_expiry_hold,
+        }),
+        deleted: Vec::new(),
         config,
         keyspace,
         targets,
@@ -264,6 +286,7 @@ impl Lb {
         let mut pending = false;
         loop {
             let due = last_apply + max_delay;
+            let hold_ends = self.guard.next_deadline();
             tokio::select! {
                 update = updates.recv() => {
                     let Some(update) = update else { anyhow::bail!("etcd watch ended") };
@@ -274,6 +297,10 @@ impl Lb {
                     }
                 }
                 _ = tokio::time::sleep_until(due), if pending => {}
+                // A hold of the mass-expiry guard runs out: render without it.
+                _ = tokio::time::sleep_until(hold_ends.unwrap_or(due)), if hold_ends.is_some() => {
+                    pending = true;
+                }
                 _ = stats_tick.tick(), if has_stats => collect = true,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
@@ -314,7 +341,8 @@ impl Lb {
 
     /// Folds one watch update into the snapshot; true if the routing state changed.
     fn take(&mut self, update: WatchUpdate) -> bool {
-        let metrics = &self.shared.metrics;
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
         if !matches!(update, WatchUpdate::Disconnected { .. }) {
             self.shared.update(|v| {
                 v.watch.live = true;
@@ -324,6 +352,11 @@ impl Lb {
         }
         match update {
             WatchUpdate::Changes { revision, changes } => {
+                for change in &changes {
+                    if let disco::Change::Delete { key, lease } = change {
+                        self.note_deleted(key, Some(*lease));
+                    }
+                }
                 self.snapshot.apply(&self.keyspace, revision, changes);
                 metrics.seen_revision.set(self.snapshot.revision);
                 true
@@ -334,7 +367,36 @@ impl Lb {
                 reason,
             } => {
                 tracing::warn!(%reason, revision, "re-read the whole routing state");
-                self.snapshot = Snapshot::from_kvs(&self.keyspace, revision, kvs);
+                let next = Snapshot::from_kvs(&self.keyspace, revision, kvs);
+                // Endpoints gone in the re-read: how they went is not known.
+                let gone: Vec<String> = self
+                    .snapshot
+                    .apps
+                    .iter()
+                    .flat_map(|(app, a)| {
+                        a.endpoints.iter().flat_map(move |(instance, versions)| {
+                            versions.keys().map(move |version| (app, instance, version))
+                        })
+                    })
+                    .filter(|(app, instance, version)| {
+                        !next
+                            .apps
+                            .get(*app)
+                            .and_then(|a| a.endpoints.get(*instance))
+                            .is_some_and(|v| v.contains_key(*version))
+                    })
+                    .map(|(app, instance, version)| {
+                        self.keyspace.key(&disco::Key::Endpoint {
+                            app: app.clone(),
+                            instance: instance.clone(),
+                            version: version.clone(),
+                        })
+                    })
+                    .collect();
+                for key in gone {
+                    self.note_deleted(&key, None);
+                }
+                self.snapshot = next;
                 metrics.watch_resyncs.inc();
                 metrics.seen_revision.set(self.snapshot.revision);
                 true
@@ -353,19 +415,87 @@ impl Lb {
         }
     }
 
+    /// Notes the deletion of `key` if it is an endpoint with a lease (`None`: unknown).
+    fn note_deleted(&mut self, key: &str, lease: Option<i64>) {
+        if lease == Some(0) {
+            return; // no lease: it can only have been deleted on purpose
+        }
+        let Ok(disco::Key::Endpoint {
+            app,
+            instance,
+            version,
+        }) = self.keyspace.parse(key)
+        else {
+            return;
+        };
+        let Some(endpoint) = self
+            .snapshot
+            .apps
+            .get(&app)
+            .and_then(|a| a.endpoints.get(&instance))
+            .and_then(|v| v.get(&version))
+        else {
+            return;
+        };
+        self.deleted.push(Deleted {
+            endpoint: endpoint.clone(),
+            app,
+            instance,
+            version,
+            lease,
+        });
+    }
+
+    /// Sorts the noted deletions: an endpoint whose lease is gone expired (or its
+    /// owner's lease was revoked without a drain); one whose lease still exists was
+    /// deleted on purpose. The expiries go to the guard.
+    async fn sort_deleted(&mut self) {
+        let now = Instant::now();
+        let mut alive: BTreeMap<i64, bool> = BTreeMap::new();
+        for d in std::mem::take(&mut self.deleted) {
+            let expired = match d.lease {
+                None => true,
+                Some(lease) => {
+                    if let std::collections::btree_map::Entry::Vacant(e) = alive.entry(lease) {
+                        // Unknown when etcd cannot say: count it, the guard is the safe side.
+                        e.insert(self.store.lease_exists(lease).await.unwrap_or(false));
+                    }
+                    !alive[&lease]
+                }
+            };
+            // Registered again meanwhile: nothing to guard.
+            let registered = self.snapshot.apps.get(&d.app);
+            let back = registered
+                .and_then(|a| a.endpoints.get(&d.instance))
+                .is_some_and(|v| v.contains_key(&d.version));
+            if !expired || back {
+                continue;
+            }
+            let remaining = registered.map_or(0, |a| a.endpoints.values().map(|v| v.len()).sum());
+            tracing::info!(app = %d.app, instance = %d.instance, version = %d.version, remaining, "an endpoint's registration expired");
+            self.guard
+                .expired(now, &d.app, &d.instance, &d.version, d.endpoint, remaining);
+        }
+    }
+
     /// Applies the snapshot to every target and publishes the result.
     async fn apply(&mut self) {
+        if !self.deleted.is_empty() {
+            self.sort_deleted().await;
+        }
         let started = Instant::now();
         let metrics = &self.shared.metrics;
         metrics.applies.inc();
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let mut reloaded_any = false;
+        // What is rendered: the routing state, with the endpoints the guard keeps.
+        let (view, guarded) = self.guard.view(Instant::now(), &self.snapshot);
         for (i, target) in self.targets.iter_mut().enumerate() {
             let label = TargetLabel {
                 target: target.name.clone(),
             };
-            let result = target.apply(&self.snapshot).await;
+            let result = target.apply(&view).await;
             if let Some(took) = target.last_reload.take() {
                 metrics
                     .reload_duration
@@ -385,7 +515,7 @@ impl Lb {
                     // What runs now was rendered from this snapshot.
                     if self.collector.is_enabled() {
                         self.collector
-                            .installed(&target.name, &target.effective(&self.snapshot));
+                            .installed(&target.name, &target.effective(&view));
                     }
                 }
                 Err(e) => {
@@ -407,6 +537,7 @@ impl Lb {
                     .map(|w| format!("{}: {w}", target.name)),
             );
         }
+        drop(view);
         if reloaded_any {
             self.save_loaded();
         }
@@ -435,6 +566,8 @@ impl Lb {
             .collect();
         status.rejected = self.snapshot.rejected_list();
         status.warnings = warnings;
+        status.held = guarded.held.clone();
+        metrics.held_endpoints.set(guarded.held_count as i64);
         status.updated_at = now_rfc3339();
         if errors.is_empty() {
             status.applied_revision = self.snapshot.revision;

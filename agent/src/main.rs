@@ -5,6 +5,7 @@
 mod atomic_write;
 mod command;
 mod config;
+mod guard;
 mod http;
 mod lb;
 mod lease;

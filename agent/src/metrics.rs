@@ -65,6 +65,7 @@ pub struct Metrics {
     pub healthy: Gauge,
     pub rejected: Gauge,
     pub warnings: Gauge,
+    pub held_endpoints: Gauge,
 }
 
 impl Metrics {
@@ -86,6 +87,7 @@ impl Metrics {
             healthy: Gauge::default(),
             rejected: Gauge::default(),
             warnings: Gauge::default(),
+            held_endpoints: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -167,6 +169,11 @@ impl Metrics {
             "disco_agent_warnings",
             "Routed slots and apps the agent left out (missing or failing endpoint, no listen address...); listed in its status",
             m.warnings.clone(),
+        );
+        registry.register(
+            "disco_agent_held_endpoints",
+            "Endpoints kept in the configuration although their registrations expired at once (mass-expiry guard); listed in its status",
+            m.held_endpoints.clone(),
         );
         registry.register_collector(Box::new(TrafficCollector(totals)));
         Metrics { registry, ..m }

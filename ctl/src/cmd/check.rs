@@ -20,7 +20,10 @@
 //!   (5s) and is not stale;
 //! - a version whose 5xx share in the agents' last statistics window is over
 //!   `--max-error-rate` (0.05), with at least `--min-requests` (20) requests;
-//! - records refused as invalid.
+//! - records refused as invalid;
+//! - an LB agent keeping endpoints whose registrations expired at once (its
+//!   mass-expiry guard: app hosts cut from etcd); the app is served from the last known
+//!   endpoints until they register again or the hold ends.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -192,6 +195,12 @@ async fn check(ctx: &Ctx, args: &CheckArgs) -> Result<Result> {
             problems.push(Problem {
                 code: CRITICAL,
                 text: format!("agent {} failing: {error}", agent.id),
+            });
+        }
+        for held in &agent.held {
+            problems.push(Problem {
+                code: WARNING,
+                text: format!("agent {} {held}", agent.id),
             });
         }
         let own: Vec<&AppStats> = records.iter().filter(|r| r.agent == agent.id).collect();
