@@ -230,9 +230,10 @@ async fn an_lb_agent_is_visible_before_it_installs_anything() {
     .unwrap();
     let out = dir.path().join("out.conf");
     let gate = dir.path().join("gate");
-    // The check holds the first apply until the test opens the gate.
+    // The check (of the staged file, before install) holds the first apply until the
+    // test opens the gate.
     let config = format!(
-        "agent_id = \"lb1\"\ncache_path = \"{dir}/cache.json\"\nmax_delay = \"10ms\"\n[etcd]\nendpoints = {endpoints:?}\n[[target]]\nkind = \"template\"\npath = \"{out}\"\ntemplate = \"{template}\"\ncheck = [\"/bin/sh\", \"-c\", \"while [ ! -e {gate} ]; do sleep 0.02; done\"]\n",
+        "agent_id = \"lb1\"\ncache_path = \"{dir}/cache.json\"\nmax_delay = \"10ms\"\n[etcd]\nendpoints = {endpoints:?}\n[[target]]\nkind = \"template\"\npath = \"{out}\"\ntemplate = \"{template}\"\ncheck = [\"/bin/sh\", \"-c\", \"while [ ! -e {gate} ]; do sleep 0.02; done; test -f {{staged}}\"]\n",
         dir = dir.path().display(),
         endpoints = etcd.endpoints(),
         out = out.display(),

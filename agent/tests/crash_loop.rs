@@ -1,0 +1,254 @@
+//! An agent killed (SIGKILL) again and again during a burst of routing changes, driving
+//! a real HAProxy and a real nginx: every file ever seen at the target path passes the
+//! proxy's own check (`haproxy -c`, `nginx -t`), no temp file is left, and once the
+//! kills stop the agent converges on exactly the final routing state, which the proxy
+//! serves.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use disco::store::Store;
+use disco_harness::{Backend, Etcd, Haproxy, Nginx};
+
+const KILLS: usize = 50;
+
+/// Every distinct content seen at `path` until `stop`, polled from a thread.
+fn observe(path: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<BTreeSet<String>> {
+    std::thread::spawn(move || {
+        let mut seen = BTreeSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                seen.insert(text);
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        seen
+    })
+}
+
+/// Pseudo-random numbers from a fixed seed: the same run every time.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+async fn crash_loop(kind: &str) {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let dir = tempfile::tempdir().unwrap();
+    let backends: Vec<Backend> = (0..6)
+        .map(|i| Backend::start(if i % 2 == 0 { "v1" } else { "v2" }))
+        .collect();
+    let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
+    let endpoints: Vec<(String, String, String)> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            (
+                format!("instance{}", i / 2 + 1),
+                b.version().to_string(),
+                b.addr(),
+            )
+        })
+        .collect();
+    let eps: Vec<(&str, &str, String)> = endpoints
+        .iter()
+        .map(|(i, v, a)| (i.as_str(), v.as_str(), a.clone()))
+        .collect();
+    seed_app(
+        &store,
+        "app1",
+        &listen,
+        &eps,
+        &[
+            ("instance1", "v1"),
+            ("instance2", "v1"),
+            ("instance3", "v1"),
+        ],
+    )
+    .await;
+    let fragment = dir.path().join(if kind == "haproxy" {
+        "disco.cfg"
+    } else {
+        "disco.conf"
+    });
+    enum Proxy {
+        Haproxy(Haproxy),
+        Nginx(Nginx),
+    }
+    let proxy = match kind {
+        "haproxy" => Proxy::Haproxy(Haproxy::start(&fragment)),
+        _ => Proxy::Nginx(Nginx::start(&fragment)),
+    };
+    let target = match &proxy {
+        Proxy::Haproxy(h) => format!(
+            "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\ntimeout = \"20s\"\n",
+            fragment.display(),
+            h.main_config().display(),
+            h.master_socket().display()
+        ),
+        Proxy::Nginx(n) => format!(
+            "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\ntimeout = \"20s\"\n",
+            fragment.display(),
+            n.nginx_test_args(),
+            n.pid_file().display()
+        ),
+    };
+    let config = format!(
+        "agent_id = \"lb1\"\ncache_path = \"{}/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\n[etcd]\nendpoints = {:?}\n{target}",
+        dir.path().display(),
+        etcd.endpoints(),
+    );
+    let mut agent = Agent::start(dir.path(), "lb1", &config);
+    applied(&store, &agent, apps_revision(&store).await).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = observe(fragment.clone(), stop.clone());
+    // The burst: slot flips and endpoint weights, written while the agent is killed.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let store: Store = store.clone();
+        let writing = writing.clone();
+        tokio::spawn(async move {
+            let mut rng = Lcg(7);
+            let mut n = 0u64;
+            while writing.load(Ordering::Relaxed) {
+                let instance = format!("instance{}", rng.next(3) + 1);
+                let version = if rng.next(2) == 0 { "v1" } else { "v2" };
+                store
+                    .put(&route("app1", &instance), version, None)
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(rng.next(15))).await;
+            }
+            n
+        })
+    };
+    let mut rng = Lcg(11);
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(5 + rng.next(60))).await;
+        agent.restart(); // SIGKILL, then start again
+    }
+    writing.store(false, Ordering::Relaxed);
+    let writes = writer.await.unwrap();
+    assert!(writes > 50, "the burst wrote {writes} changes");
+
+    // Converged on the final state, exactly.
+    let last = apps_revision(&store).await;
+    let status = applied(&store, &agent, last).await;
+    assert_eq!(status.last_error, None);
+    stop.store(true, Ordering::Relaxed);
+    let seen = observer.join().unwrap();
+    let routes = disco_routes(&store).await;
+    let url = format!("http://{listen}/");
+    let ks = disco::Keyspace::default();
+    let (revision, kvs) = store.get_prefix(&ks.apps(), None).await.unwrap();
+    let truth =
+        disco::Snapshot::from_kvs(&ks, revision, kvs.into_iter().map(|kv| (kv.key, kv.value)));
+    let expected = match kind {
+        "haproxy" => disco::render::haproxy(&truth, &disco::render::HaproxyOptions::default()).text,
+        _ => disco::render::nginx(&truth, &disco::render::NginxOptions::default()).text,
+    };
+    assert_eq!(
+        std::fs::read_to_string(&fragment).unwrap(),
+        expected,
+        "the final state, exactly"
+    );
+    let routed: BTreeSet<&str> = routes.values().map(String::as_str).collect();
+    for _ in 0..20 {
+        let (code, body) = disco_harness::get(&url, &[]).unwrap();
+        assert_eq!(code, 200);
+        assert!(
+            routed.contains(body.trim()),
+            "{body} served, routes {routes:?}"
+        );
+    }
+
+    // Every file the proxy could ever have read passes its check.
+    assert!(seen.len() > 1, "the file changed during the burst");
+    for (i, text) in seen.iter().enumerate() {
+        let copy = dir.path().join(format!(
+            "seen-{i}.{}",
+            if kind == "haproxy" { "cfg" } else { "conf" }
+        ));
+        std::fs::write(&copy, text).unwrap();
+        let out = match &proxy {
+            Proxy::Haproxy(h) => Command::new("haproxy")
+                .args(["-c", "-q", "-f"])
+                .arg(h.main_config())
+                .arg("-f")
+                .arg(&copy)
+                .output()
+                .unwrap(),
+            Proxy::Nginx(n) => {
+                let conf = std::fs::read_to_string(n.conf())
+                    .unwrap()
+                    .replace(&fragment.display().to_string(), &copy.display().to_string());
+                let test_conf = n.prefix_dir().join(format!("seen-{i}.nginx.conf"));
+                std::fs::write(&test_conf, conf).unwrap();
+                Command::new("nginx")
+                    .arg("-p")
+                    .arg(n.prefix_dir())
+                    .arg("-c")
+                    .arg(&test_conf)
+                    .arg("-t")
+                    .output()
+                    .unwrap()
+            }
+        };
+        assert!(
+            out.status.success(),
+            "{kind}: a file seen at the target path fails the check:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let leftovers = temp_files(dir.path());
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".staged-") || (n.contains(".disco-") && n.ends_with(".tmp")))
+        .collect()
+}
+
+async fn disco_routes(store: &Store) -> std::collections::BTreeMap<String, String> {
+    let (_, kvs) = store
+        .get_prefix("/disco/apps/app1/routes/", None)
+        .await
+        .unwrap();
+    kvs.into_iter()
+        .map(|kv| {
+            (
+                kv.key.rsplit('/').next().unwrap().to_string(),
+                String::from_utf8(kv.value).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_agent_killed_50_times_in_a_burst() {
+    crash_loop("haproxy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_agent_killed_50_times_in_a_burst() {
+    crash_loop("nginx").await;
+}
