@@ -178,9 +178,14 @@ impl Target {
         let hash = render::hash(&rendered.text);
         let path = self.config.path.clone();
         let previous = std::fs::read(&path).ok();
-        // Not the file on disk: a file installed by an agent killed before its reload
-        // was never loaded by the proxy.
-        if self.installed_hash.as_deref() == Some(hash.as_str()) {
+        // Unchanged only if the proxy was confirmed to load this content AND the file
+        // still holds it: a file on disk alone proves nothing (an agent killed before
+        // its reload installed it), and a file removed or edited by hand is rewritten.
+        let on_disk = previous
+            .as_deref()
+            .map(|p| render::hash(&String::from_utf8_lossy(p)));
+        if self.installed_hash.as_deref() == Some(hash.as_str()) && on_disk.as_ref() == Some(&hash)
+        {
             return Ok(Outcome::Unchanged);
         }
         let check = self.check_argv();

@@ -64,14 +64,16 @@ async fn until_health(store: &Store, instance: &str, state: Option<HealthStatus>
     .await;
 }
 
-/// A template LB agent whose file lists the routed servers.
+/// A template LB agent whose file lists the routed servers. Its mass-expiry guard is
+/// off: these tests follow single registrations, whose expiry the guard would hold
+/// (tests/expiry_guard.rs covers it).
 fn template_lb(dir: &Path, endpoints: &[String]) -> Agent {
     std::fs::write(dir.join("lb.j2"), "{% for name, app in apps|items %}{% for s in app.routed %}{{ s.instance }} {{ s.address }}\n{% endfor %}{% endfor %}").unwrap();
     Agent::start(
         dir,
         "lb-template",
         &format!(
-            "agent_id = \"lb-template\"\ncache_path = \"{d}/lb.cache.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\n[etcd]\nendpoints = {endpoints:?}\n[[target]]\nkind = \"template\"\npath = \"{d}/lb.out\"\ntemplate = \"{d}/lb.j2\"\n",
+            "agent_id = \"lb-template\"\ncache_path = \"{d}/lb.cache.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\nmass_expiry_share = 1.0\n[etcd]\nendpoints = {endpoints:?}\n[[target]]\nkind = \"template\"\npath = \"{d}/lb.out\"\ntemplate = \"{d}/lb.j2\"\n",
             d = dir.display()
         ),
     )

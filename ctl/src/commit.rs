@@ -247,7 +247,10 @@ async fn commit_and_wait(
         }
         let live = waited.lagging.iter().filter(|l| !l.vanished).count();
         let timed_out = if live > 0 {
-            format!(" (waited {})", humantime::format_duration(opts.timeout))
+            format!(
+                " (timed out after {})",
+                humantime::format_duration(opts.timeout)
+            )
         } else {
             String::new()
         };
