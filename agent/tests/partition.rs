@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use disco_harness::relay::{Mode, Relay};
 use disco_harness::Etcd;
