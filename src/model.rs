@@ -143,7 +143,7 @@ impl Policy {
     /// Refuses a listen address, dark match or weight that must not be rendered.
     pub fn validate(&self) -> Result<(), Invalid> {
         if let Some(l) = &self.listen {
-            validate::address(l)?;
+            validate::listen_address(l)?;
         }
         if let Some(dark) = &self.dark {
             dark.validate()?;

@@ -168,6 +168,21 @@ pub fn address(s: &str) -> Result<Address, Invalid> {
     Ok(Address { host, port })
 }
 
+/// Where a proxy listens: an address as [`address`] takes, whose host is an IP literal
+/// (IPv4 or `[IPv6]`). HAProxy and nginx resolve a listen name only when they load the
+/// file, and one that does not resolve fails the whole file, every app with it.
+pub fn listen_address(s: &str) -> Result<Address, Invalid> {
+    let parsed = address(s)?;
+    if matches!(parsed.host, Host::Dns(_)) {
+        return Err(Invalid::new(
+            "listen address",
+            s,
+            "must be an IP address and port (IPv4 or [IPv6]), not a name: a name that does not resolve would fail the whole proxy configuration",
+        ));
+    }
+    Ok(parsed)
+}
+
 /// A health-check path: starts with `/`, at most 256 characters of
 /// `A-Za-z0-9 - . _ ~ / % ? = &`.
 pub fn health_path(s: &str) -> Result<(), Invalid> {
@@ -255,6 +270,18 @@ pub fn cidr(s: &str) -> Result<(IpAddr, u8), Invalid> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_listen_address_is_an_ip_literal() {
+        assert!(super::listen_address("0.0.0.0:80").is_ok());
+        assert!(super::listen_address("[::]:443").is_ok());
+        let e = super::listen_address("lb.example.com:80").unwrap_err();
+        assert!(e.to_string().contains("not a name"), "{e}");
+        assert!(
+            super::address("lb.example.com:80").is_ok(),
+            "endpoints may be names"
+        );
+    }
+
     use super::*;
 
     #[test]

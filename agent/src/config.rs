@@ -342,7 +342,7 @@ impl Config {
             for (app, address) in &t.listen {
                 disco::validate::name("app name", app)
                     .map_err(|e| anyhow::anyhow!("target {name:?}: listen: {e}"))?;
-                disco::validate::address(address)
+                disco::validate::listen_address(address)
                     .map_err(|e| anyhow::anyhow!("target {name:?}: listen: {e}"))?;
             }
             if t.stats_socket.is_some() {

@@ -140,7 +140,7 @@ complete -c discoctl -n "__fish_discoctl_using_subcommand app; and not __fish_se
 complete -c discoctl -n "__fish_discoctl_using_subcommand app; and not __fish_seen_subcommand_from set help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c discoctl -n "__fish_discoctl_using_subcommand app; and not __fish_seen_subcommand_from set help" -f -a "set" -d 'Set where APP\'s frontend listens, and its mode'
 complete -c discoctl -n "__fish_discoctl_using_subcommand app; and not __fish_seen_subcommand_from set help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c discoctl -n "__fish_discoctl_using_subcommand app; and __fish_seen_subcommand_from set" -l listen -d 'host:port the proxies listen on for this app' -r
+complete -c discoctl -n "__fish_discoctl_using_subcommand app; and __fish_seen_subcommand_from set" -l listen -d 'IP:port the proxies listen on for this app (IPv4, or [IPv6]:port)' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand app; and __fish_seen_subcommand_from set" -l mode -d 'http (default) or tcp' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand app; and __fish_seen_subcommand_from set" -l endpoints -d 'etcd client URLs, comma separated' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand app; and __fish_seen_subcommand_from set" -l prefix -d 'Key prefix of the disco key space' -r

@@ -168,7 +168,7 @@ fn plan_app<'a>(name: &'a str, app: &'a App) -> Result<AppPlan<'a>, String> {
         listen = policy
             .listen
             .as_deref()
-            .map(validate::address)
+            .map(validate::listen_address)
             .transpose()
             .map_err(|e| e.to_string())?;
         mode = policy.mode;

@@ -14,8 +14,8 @@ pub enum AppCmd {
     Set {
         #[arg(value_parser = super::app_name)]
         app: String,
-        /// host:port the proxies listen on for this app.
-        #[arg(long, value_parser = super::address)]
+        /// IP:port the proxies listen on for this app (IPv4, or [IPv6]:port).
+        #[arg(long, value_parser = super::listen_address)]
         listen: Option<String>,
         /// http (default) or tcp.
         #[arg(long)]

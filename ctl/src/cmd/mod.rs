@@ -39,6 +39,11 @@ pub fn address(s: &str) -> Result<String, String> {
         .map(|a| a.to_string())
         .map_err(|e| e.to_string())
 }
+pub fn listen_address(s: &str) -> Result<String, String> {
+    validate::listen_address(s)
+        .map(|a| a.to_string())
+        .map_err(|e| e.to_string())
+}
 pub fn health_path(s: &str) -> Result<String, String> {
     validate::health_path(s)
         .map(|_| s.to_string())
