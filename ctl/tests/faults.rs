@@ -43,7 +43,7 @@ async fn a_leader_killed_mid_write_never_makes_the_exit_code_lie() {
     let store = store(&etcd);
     seed(&store).await;
 
-    let trials = 8;
+    let trials = 12;
     let mut outcomes: Vec<(String, i32, String)> = Vec::new();
     for trial in 0..trials {
         let actor = format!("trial{trial}@ci");
@@ -63,6 +63,7 @@ async fn a_leader_killed_mid_write_never_makes_the_exit_code_lie() {
             ],
         )
         .env("DISCO_ACTOR", &actor)
+        .env("RUST_LOG", "disco::change=info")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -119,6 +120,13 @@ async fn a_leader_killed_mid_write_never_makes_the_exit_code_lie() {
     for (slot, version) in last["to"].as_object().unwrap() {
         assert_eq!(&routes[slot], version.as_str().unwrap(), "{last}");
     }
+    let codes: Vec<i32> = outcomes.iter().map(|(_, code, _)| *code).collect();
+    let found = |what: &str| outcomes.iter().filter(|(_, _, e)| e.contains(what)).count();
+    println!(
+        "leader-kill trials, exit codes in order: {codes:?}; reply lost but committed: {}; not committed, sent again: {}",
+        found("reply was lost, but it was committed"),
+        found("not committed; sending it again")
+    );
     let committed = outcomes.iter().filter(|(_, code, _)| *code == 0).count();
     assert!(committed > 0, "no trial committed: {outcomes:?}");
 }
