@@ -298,7 +298,7 @@ impl Lb {
                 }
                 _ = tokio::time::sleep_until(due), if pending => {}
                 // A hold of the mass-expiry guard runs out: render without it.
-                _ = tokio::time::sleep_until(hold_ends.unwrap_or(due)), if hold_ends.is_some() => {
+                _ = tokio::time::sleep_until(hold_ends.unwrap_or(due).max(due)), if hold_ends.is_some() => {
                     pending = true;
                 }
                 _ = stats_tick.tick(), if has_stats => collect = true,
