@@ -127,7 +127,10 @@ mod tests {
         let pid = child.id();
         assert!(is_running(pid));
         assert!(children(std::process::id()).contains(&pid));
-        assert!(cmdline(pid).starts_with("sleep 30"));
+        // Between fork and exec the child still shows the test's own command line.
+        crate::wait_for("the child to exec sleep", Duration::from_secs(5), || {
+            cmdline(pid).starts_with("sleep 30").then_some(())
+        });
         signal(&[pid], "KILL");
         // Not reaped yet: a zombie, which counts as gone.
         assert!(wait_gone(&[pid], Duration::from_secs(5)).is_empty());
