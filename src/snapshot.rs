@@ -107,6 +107,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The registered endpoint of `app`'s slot `instance` in `version`, if any.
+    pub fn endpoint(&self, app: &str, instance: &str, version: &str) -> Option<&Endpoint> {
+        self.apps.get(app)?.endpoints.get(instance)?.get(version)
+    }
+
     /// Builds the state at `revision` from every key/value read under the prefix.
     pub fn from_kvs<K, V>(
         keyspace: &Keyspace,

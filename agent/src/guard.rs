@@ -133,11 +133,8 @@ impl Guard {
         let mut report = Report::default();
         let mut view = Cow::Borrowed(snapshot);
         for (app, guard) in &mut self.apps {
-            let registered = snapshot.apps.get(app);
             guard.held.retain(|(instance, version), (_, since)| {
-                let back = registered
-                    .and_then(|a| a.endpoints.get(instance))
-                    .is_some_and(|versions| versions.contains_key(version));
+                let back = snapshot.endpoint(app, instance, version).is_some();
                 let over = now.saturating_duration_since(*since) >= hold;
                 if over && !back {
                     tracing::warn!(app = %app, instance, version, held_for = ?hold, "dropping an endpoint held since its registration expired");

@@ -353,8 +353,20 @@ impl Lb {
         match update {
             WatchUpdate::Changes { revision, changes } => {
                 for change in &changes {
-                    if let disco::Change::Delete { key, lease } = change {
-                        self.note_deleted(key, Some(*lease));
+                    // Without a lease, a key can only have been deleted on purpose.
+                    let disco::Change::Delete { key, lease } = change else {
+                        continue;
+                    };
+                    if *lease == 0 {
+                        continue;
+                    }
+                    if let Ok(disco::Key::Endpoint {
+                        app,
+                        instance,
+                        version,
+                    }) = self.keyspace.parse(key)
+                    {
+                        self.note_deleted(app, instance, version, Some(*lease));
                     }
                 }
                 self.snapshot.apply(&self.keyspace, revision, changes);
@@ -369,7 +381,7 @@ impl Lb {
                 tracing::warn!(%reason, revision, "re-read the whole routing state");
                 let next = Snapshot::from_kvs(&self.keyspace, revision, kvs);
                 // Endpoints gone in the re-read: how they went is not known.
-                let gone: Vec<String> = self
+                let gone: Vec<(String, String, String)> = self
                     .snapshot
                     .apps
                     .iter()
@@ -379,22 +391,14 @@ impl Lb {
                         })
                     })
                     .filter(|(app, instance, version)| {
-                        !next
-                            .apps
-                            .get(*app)
-                            .and_then(|a| a.endpoints.get(*instance))
-                            .is_some_and(|v| v.contains_key(*version))
+                        next.endpoint(app, instance, version).is_none()
                     })
                     .map(|(app, instance, version)| {
-                        self.keyspace.key(&disco::Key::Endpoint {
-                            app: app.clone(),
-                            instance: instance.clone(),
-                            version: version.clone(),
-                        })
+                        (app.clone(), instance.clone(), version.clone())
                     })
                     .collect();
-                for key in gone {
-                    self.note_deleted(&key, None);
+                for (app, instance, version) in gone {
+                    self.note_deleted(app, instance, version, None);
                 }
                 self.snapshot = next;
                 metrics.watch_resyncs.inc();
@@ -415,26 +419,10 @@ impl Lb {
         }
     }
 
-    /// Notes the deletion of `key` if it is an endpoint with a lease (`None`: unknown).
-    fn note_deleted(&mut self, key: &str, lease: Option<i64>) {
-        if lease == Some(0) {
-            return; // no lease: it can only have been deleted on purpose
-        }
-        let Ok(disco::Key::Endpoint {
-            app,
-            instance,
-            version,
-        }) = self.keyspace.parse(key)
-        else {
-            return;
-        };
-        let Some(endpoint) = self
-            .snapshot
-            .apps
-            .get(&app)
-            .and_then(|a| a.endpoints.get(&instance))
-            .and_then(|v| v.get(&version))
-        else {
+    /// Notes that the endpoint (`app`, `instance`, `version`), under `lease` (`None`:
+    /// unknown), is being deleted; the snapshot still holds it.
+    fn note_deleted(&mut self, app: String, instance: String, version: String, lease: Option<i64>) {
+        let Some(endpoint) = self.snapshot.endpoint(&app, &instance, &version) else {
             return;
         };
         self.deleted.push(Deleted {
@@ -464,14 +452,18 @@ impl Lb {
                 }
             };
             // Registered again meanwhile: nothing to guard.
-            let registered = self.snapshot.apps.get(&d.app);
-            let back = registered
-                .and_then(|a| a.endpoints.get(&d.instance))
-                .is_some_and(|v| v.contains_key(&d.version));
+            let back = self
+                .snapshot
+                .endpoint(&d.app, &d.instance, &d.version)
+                .is_some();
             if !expired || back {
                 continue;
             }
-            let remaining = registered.map_or(0, |a| a.endpoints.values().map(|v| v.len()).sum());
+            let remaining = self
+                .snapshot
+                .apps
+                .get(&d.app)
+                .map_or(0, |a| a.endpoints.values().map(|v| v.len()).sum());
             tracing::info!(app = %d.app, instance = %d.instance, version = %d.version, remaining, "an endpoint's registration expired");
             self.guard
                 .expired(now, &d.app, &d.instance, &d.version, d.endpoint, remaining);
@@ -566,7 +558,7 @@ impl Lb {
             .collect();
         status.rejected = self.snapshot.rejected_list();
         status.warnings = warnings;
-        status.held = guarded.held.clone();
+        status.held = guarded.held;
         metrics.held_endpoints.set(guarded.held_count as i64);
         status.updated_at = now_rfc3339();
         if errors.is_empty() {
