@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::*;
 use disco::store::Store;
-use disco_harness::{Backend, Etcd, Haproxy, Nginx};
+use disco_harness::{Backend, Etcd};
 
 const KILLS: usize = 50;
 
@@ -85,28 +85,8 @@ async fn crash_loop(kind: &str) {
     } else {
         "disco.conf"
     });
-    enum Proxy {
-        Haproxy(Haproxy),
-        Nginx(Nginx),
-    }
-    let proxy = match kind {
-        "haproxy" => Proxy::Haproxy(Haproxy::start(&fragment)),
-        _ => Proxy::Nginx(Nginx::start(&fragment)),
-    };
-    let target = match &proxy {
-        Proxy::Haproxy(h) => format!(
-            "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\ntimeout = \"20s\"\n",
-            fragment.display(),
-            h.main_config().display(),
-            h.master_socket().display()
-        ),
-        Proxy::Nginx(n) => format!(
-            "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\ntimeout = \"20s\"\n",
-            fragment.display(),
-            n.nginx_test_args(),
-            n.pid_file().display()
-        ),
-    };
+    let proxy = Proxy::start(kind, &fragment);
+    let target = proxy.target(&fragment);
     let config = format!(
         "agent_id = \"lb1\"\ncache_path = \"{}/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\n[etcd]\nendpoints = {:?}\n{target}",
         dir.path().display(),
@@ -155,14 +135,7 @@ async fn crash_loop(kind: &str) {
     let seen = observer.join().unwrap();
     let routes = disco_routes(&store).await;
     let url = format!("http://{listen}/");
-    let ks = disco::Keyspace::default();
-    let (revision, kvs) = store.get_prefix(&ks.apps(), None).await.unwrap();
-    let truth =
-        disco::Snapshot::from_kvs(&ks, revision, kvs.into_iter().map(|kv| (kv.key, kv.value)));
-    let expected = match kind {
-        "haproxy" => disco::render::haproxy(&truth, &disco::render::HaproxyOptions::default()).text,
-        _ => disco::render::nginx(&truth, &disco::render::NginxOptions::default()).text,
-    };
+    let expected = proxy.render(&store).await;
     assert_eq!(
         std::fs::read_to_string(&fragment).unwrap(),
         expected,
@@ -218,14 +191,6 @@ async fn crash_loop(kind: &str) {
     }
     let leftovers = temp_files(dir.path());
     assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".staged-") || (n.contains(".disco-") && n.ends_with(".tmp")))
-        .collect()
 }
 
 async fn disco_routes(store: &Store) -> std::collections::BTreeMap<String, String> {

@@ -9,14 +9,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use disco::render::{HaproxyOptions, NginxOptions};
-use disco::store::Store;
-use disco::{Keyspace, Snapshot};
-use disco_harness::{Backend, Etcd, Haproxy, Nginx};
+use disco::Keyspace;
+use disco_harness::{Backend, Etcd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -28,50 +26,6 @@ enum Stage {
     Reloaded,
 }
 
-enum Proxy {
-    Haproxy(Haproxy),
-    Nginx(Nginx),
-}
-
-impl Proxy {
-    fn target(&self, fragment: &Path) -> String {
-        match self {
-            Proxy::Haproxy(h) => format!(
-                "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\ntimeout = \"20s\"\n",
-                fragment.display(),
-                h.main_config().display(),
-                h.master_socket().display()
-            ),
-            Proxy::Nginx(n) => format!(
-                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\ntimeout = \"20s\"\n",
-                fragment.display(),
-                n.nginx_test_args(),
-                n.pid_file().display()
-            ),
-        }
-    }
-
-    /// What the agent renders for the routing state in etcd now.
-    async fn render(&self, store: &Store) -> String {
-        let ks = Keyspace::default();
-        let (revision, kvs) = store.get_prefix(&ks.apps(), None).await.unwrap();
-        let snapshot =
-            Snapshot::from_kvs(&ks, revision, kvs.into_iter().map(|kv| (kv.key, kv.value)));
-        match self {
-            Proxy::Haproxy(_) => disco::render::haproxy(&snapshot, &HaproxyOptions::default()).text,
-            Proxy::Nginx(_) => disco::render::nginx(&snapshot, &NginxOptions::default()).text,
-        }
-    }
-
-    fn reload(&self) {
-        match self {
-            Proxy::Haproxy(h) => h.reload().map(drop),
-            Proxy::Nginx(n) => n.reload().map(drop),
-        }
-        .expect("reloading the proxy by hand")
-    }
-}
-
 /// The versions that `n` fresh connections to `url` reach.
 fn served(url: &str, n: usize) -> Vec<String> {
     (0..n)
@@ -79,15 +33,6 @@ fn served(url: &str, n: usize) -> Vec<String> {
             Ok((200, body)) => body.trim().to_string(),
             other => format!("{other:?}"),
         })
-        .collect()
-}
-
-/// Temp files of the agent's (staged or install temp files) in `dir`.
-fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".staged-") || (n.contains(".disco-") && n.ends_with(".tmp")))
         .collect()
 }
 
@@ -115,10 +60,7 @@ async fn killed_at(kind: &str, stage: Stage) {
         ("disco.conf", "conf")
     };
     let fragment: PathBuf = dir.path().join(name);
-    let proxy = match kind {
-        "haproxy" => Proxy::Haproxy(Haproxy::start(&fragment)),
-        _ => Proxy::Nginx(Nginx::start(&fragment)),
-    };
+    let proxy = Proxy::start(kind, &fragment);
     let config = format!(
         "agent_id = \"lb1\"\ncache_path = \"{}/cache/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"50ms\"\n[etcd]\nendpoints = {:?}\n{}",
         dir.path().display(),

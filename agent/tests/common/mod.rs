@@ -235,3 +235,71 @@ pub async fn apps_revision(store: &Store) -> i64 {
         .unwrap();
     kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0)
 }
+
+/// A real HAProxy or nginx that an agent's target drives.
+pub enum Proxy {
+    Haproxy(disco_harness::Haproxy),
+    Nginx(disco_harness::Nginx),
+}
+
+impl Proxy {
+    /// Starts `kind` (`haproxy` or `nginx`) loading `fragment`.
+    pub fn start(kind: &str, fragment: &Path) -> Proxy {
+        match kind {
+            "haproxy" => Proxy::Haproxy(disco_harness::Haproxy::start(fragment)),
+            _ => Proxy::Nginx(disco_harness::Nginx::start(fragment)),
+        }
+    }
+
+    /// The agent's `[[target]]` section for this proxy and `fragment`.
+    pub fn target(&self, fragment: &Path) -> String {
+        match self {
+            Proxy::Haproxy(h) => format!(
+                "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\ntimeout = \"20s\"\n",
+                fragment.display(),
+                h.main_config().display(),
+                h.master_socket().display()
+            ),
+            Proxy::Nginx(n) => format!(
+                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\ntimeout = \"20s\"\n",
+                fragment.display(),
+                n.nginx_test_args(),
+                n.pid_file().display()
+            ),
+        }
+    }
+
+    /// What the agent renders for the routing state in etcd now.
+    pub async fn render(&self, store: &Store) -> String {
+        let ks = Keyspace::default();
+        let (revision, kvs) = store.get_prefix(&ks.apps(), None).await.unwrap();
+        let snapshot =
+            disco::Snapshot::from_kvs(&ks, revision, kvs.into_iter().map(|kv| (kv.key, kv.value)));
+        match self {
+            Proxy::Haproxy(_) => {
+                disco::render::haproxy(&snapshot, &disco::render::HaproxyOptions::default()).text
+            }
+            Proxy::Nginx(_) => {
+                disco::render::nginx(&snapshot, &disco::render::NginxOptions::default()).text
+            }
+        }
+    }
+
+    /// Reloads the proxy by hand (not through an agent).
+    pub fn reload(&self) {
+        match self {
+            Proxy::Haproxy(h) => h.reload().map(drop),
+            Proxy::Nginx(n) => n.reload().map(drop),
+        }
+        .expect("reloading the proxy by hand")
+    }
+}
+
+/// Temp files of the agent's (staged or install temp files) in `dir`.
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".staged-") || (n.contains(".disco-") && n.ends_with(".tmp")))
+        .collect()
+}
