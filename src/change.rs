@@ -218,13 +218,10 @@ impl ChangeSet {
                     return Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
                 }
                 Ok(_) => {
-                    // After a resend, the conflict may be with the first attempt.
-                    if resent {
-                        let found = match &witness {
-                            Some(w) => self.find(store, w).await,
-                            None => Ok(None),
-                        };
-                        match found {
+                    // After a resend (only ever with a witness), the conflict may be with
+                    // the first attempt.
+                    if let (true, Some(w)) = (resent, &witness) {
+                        match self.find(store, w).await {
                             Ok(Some(revision)) => return Ok(revision),
                             Ok(None) => {}
                             Err(e) => return Err(unknown(e.to_string())),
