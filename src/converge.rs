@@ -70,11 +70,6 @@ impl Waited {
         self.lagging.is_empty()
     }
 
-    /// The vanished agents among the lagging ones.
-    pub fn vanished(&self) -> impl Iterator<Item = &Lagging> {
-        self.lagging.iter().filter(|l| l.vanished)
-    }
-
     /// True when every live LB agent applied the revision; vanished ones aside.
     pub fn live_converged(&self) -> bool {
         self.lagging.iter().all(|l| l.vanished)
