@@ -41,32 +41,6 @@ async fn seed_backends(store: &disco::store::Store, backends: &[(String, String,
     .await
 }
 
-/// Three slots on v1, each with v1 and v2 endpoints nobody serves (template agents).
-async fn seed_plain(store: &disco::store::Store) -> i64 {
-    let endpoints: Vec<(&str, &str, String)> = ["instance1", "instance2", "instance3"]
-        .iter()
-        .enumerate()
-        .flat_map(|(n, i)| {
-            [
-                (*i, "v1", format!("127.0.0.1:{}", 9001 + n)),
-                (*i, "v2", format!("127.0.0.1:{}", 9101 + n)),
-            ]
-        })
-        .collect();
-    seed_app(
-        store,
-        "app1",
-        "127.0.0.1:8080",
-        &endpoints,
-        &[
-            ("instance1", "v1"),
-            ("instance2", "v1"),
-            ("instance3", "v1"),
-        ],
-    )
-    .await
-}
-
 fn names(events: &[Value]) -> Vec<&str> {
     events
         .iter()
@@ -316,7 +290,7 @@ async fn a_v2_answering_500s_is_rolled_back_at_the_first_step() {
 async fn abort_from_another_process_rolls_back_and_a_second_canary_is_refused() {
     let etcd = Etcd::start();
     let store = store(&etcd);
-    let seeded = seed_plain(&store).await;
+    let seeded = seed_three_slots(&store).await;
     let lb1 = Agent::start(&etcd, "lb1", "10s");
     applied(&store, &lb1, seeded).await;
 
@@ -402,7 +376,7 @@ async fn abort_from_another_process_rolls_back_and_a_second_canary_is_refused() 
 async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() {
     let etcd = Etcd::start();
     let store = store(&etcd);
-    let seeded = seed_plain(&store).await;
+    let seeded = seed_three_slots(&store).await;
     let lb1 = Agent::start(&etcd, "lb1", "10s");
     applied(&store, &lb1, seeded).await;
 
@@ -480,7 +454,7 @@ async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() 
 async fn a_crashed_canary_is_taken_over_with_resume_or_rolled_back_with_abort() {
     let etcd = Etcd::start();
     let store = store(&etcd);
-    let seeded = seed_plain(&store).await;
+    let seeded = seed_three_slots(&store).await;
     let lb1 = Agent::start(&etcd, "lb1", "10s");
     applied(&store, &lb1, seeded).await;
 

@@ -16,32 +16,11 @@ use common::*;
 use disco_harness::Etcd;
 use serde_json::Value;
 
-/// Three slots on v1, every slot with a v1 and a v2 endpoint.
-async fn seed(store: &disco::store::Store) -> i64 {
-    let mut endpoints = Vec::new();
-    for (i, instance) in ["instance1", "instance2", "instance3"].iter().enumerate() {
-        endpoints.push((*instance, "v1", format!("127.0.0.1:{}", 9001 + i)));
-        endpoints.push((*instance, "v2", format!("127.0.0.1:{}", 9101 + i)));
-    }
-    seed_app(
-        store,
-        "app1",
-        "127.0.0.1:8080",
-        &endpoints,
-        &[
-            ("instance1", "v1"),
-            ("instance2", "v1"),
-            ("instance3", "v1"),
-        ],
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_mid_write_never_makes_the_exit_code_lie() {
     let mut etcd = Etcd::cluster(3);
     let store = store(&etcd);
-    seed(&store).await;
+    seed_three_slots(&store).await;
 
     let trials = 12;
     let mut outcomes: Vec<(String, i32, String)> = Vec::new();
@@ -135,7 +114,7 @@ async fn a_leader_killed_mid_write_never_makes_the_exit_code_lie() {
 async fn an_lb_agent_that_vanishes_during_the_wait_is_not_counted_as_confirming() {
     let etcd = Etcd::start();
     let store = store(&etcd);
-    let seeded = seed(&store).await;
+    let seeded = seed_three_slots(&store).await;
     let lb1 = Agent::start(&etcd, "lb1", "10s");
     // A short lease: frozen, its status expires during the wait.
     let lb2 = Agent::start(&etcd, "lb2", "2s");

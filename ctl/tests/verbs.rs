@@ -24,31 +24,6 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Three slots on v1, every slot with a v1 and a v2 endpoint.
-async fn seed(store: &disco::store::Store) -> i64 {
-    let endpoints: Vec<(&str, &str, String)> = (1..=3u16)
-        .flat_map(|i| {
-            let instance = ["instance1", "instance2", "instance3"][i as usize - 1];
-            [
-                (instance, "v1", addr(9000 + i)),
-                (instance, "v2", addr(9100 + i)),
-            ]
-        })
-        .collect();
-    seed_app(
-        store,
-        "app1",
-        "127.0.0.1:8080",
-        &endpoints,
-        &[
-            ("instance1", "v1"),
-            ("instance2", "v1"),
-            ("instance3", "v1"),
-        ],
-    )
-    .await
-}
-
 fn history(etcd: &Etcd, app: &str) -> Vec<Value> {
     ok_json(etcd, &["history", app])["records"]
         .as_array()
@@ -60,7 +35,7 @@ fn history(etcd: &Etcd, app: &str) -> Vec<Value> {
 async fn the_seed_sequence_returns_only_after_every_agent_applied_each_step() {
     let etcd = Etcd::start();
     let store = store(&etcd);
-    let seeded = seed(&store).await;
+    let seeded = seed_three_slots(&store).await;
     let agents = [
         Agent::start(&etcd, "lb1", "10s"),
         Agent::start(&etcd, "lb2", "10s"),
@@ -253,7 +228,7 @@ async fn ten_concurrent_promotions_lose_no_update() {
 async fn wait_times_out_with_exit_3_naming_a_stopped_agent() {
     let etcd = Etcd::start();
     let store = store(&etcd);
-    let seeded = seed(&store).await;
+    let seeded = seed_three_slots(&store).await;
     // A long lease: the stopped agent's status stays while it cannot apply anything.
     let lb1 = Agent::start(&etcd, "lb1", "60s");
     let lb2 = Agent::start(&etcd, "lb2", "60s");
@@ -404,7 +379,7 @@ async fn bad_input_and_failed_preconditions_write_nothing() {
 async fn dark_and_weight_write_the_policy_with_an_audit_record() {
     let etcd = Etcd::start();
     let store = store(&etcd);
-    let seeded = seed(&store).await;
+    let seeded = seed_three_slots(&store).await;
     let lb1 = Agent::start(&etcd, "lb1", "10s");
     applied(&store, &lb1, seeded).await;
     let slots = "app1/instance1=v1;app1/instance2=v1;app1/instance3=v1;";
@@ -487,7 +462,7 @@ async fn dark_and_weight_write_the_policy_with_an_audit_record() {
 async fn nothing_to_change_writes_nothing_and_no_agents_means_nothing_to_wait_for() {
     let etcd = Etcd::start();
     let store = store(&etcd);
-    seed(&store).await;
+    seed_three_slots(&store).await;
 
     // No agent is live: the wait is trivially over, and says so.
     let out = discoctl(&etcd, &["-o", "json", "promote", "app1", "v2", "--all"]);

@@ -564,3 +564,30 @@ pub async fn locked(store: &Store, app: &str) -> bool {
         .unwrap();
     kv.is_some()
 }
+
+/// app1 with three slots on v1, every slot with a v1 endpoint (127.0.0.1:9001-9003) and
+/// a v2 endpoint (127.0.0.1:9101-9103), listening on 127.0.0.1:8080.
+pub async fn seed_three_slots(store: &Store) -> i64 {
+    let endpoints: Vec<(&str, &str, String)> = ["instance1", "instance2", "instance3"]
+        .iter()
+        .enumerate()
+        .flat_map(|(n, i)| {
+            [
+                (*i, "v1", format!("127.0.0.1:{}", 9001 + n)),
+                (*i, "v2", format!("127.0.0.1:{}", 9101 + n)),
+            ]
+        })
+        .collect();
+    seed_app(
+        store,
+        "app1",
+        "127.0.0.1:8080",
+        &endpoints,
+        &[
+            ("instance1", "v1"),
+            ("instance2", "v1"),
+            ("instance3", "v1"),
+        ],
+    )
+    .await
+}
