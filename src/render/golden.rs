@@ -141,7 +141,7 @@ fn hostile_values_never_reach_the_output() {
         ("/disco/apps/app1/policy", r#"{"listen":"127.0.0.1:8080","dark":{"version":"v2","matches":[{"cidr":"10.0.0.0/8"}]}}"#.into()),
         ("/disco/apps/app1/routes/i1", "v1".into()),
         ("/disco/apps/app1/endpoints/i1/v1", r#"{"address":"127.0.0.1:9001","health_path":"/ok"}"#.into()),
-        ("/disco/apps/app1/endpoints/i1/v2", r#"{"address":"127.0.0.1:9101"}"#.into()),
+        ("/disco/apps/app1/endpoints/i1/v2", r#"{"address":"127.0.0.1:9101","health_path":"/ok"}"#.into()),
         // Addresses.
         ("/disco/apps/app1/endpoints/i2/v1", r#"{"address":"127.0.0.1:9002\n    server evil 6.6.6.6:80"}"#.into()),
         ("/disco/apps/app1/endpoints/i3/v1", r#"{"address":"127.0.0.1:9003;} server { listen 6.6.6.6:80; }"}"#.into()),

@@ -22,13 +22,13 @@
 //! - Unresolvable DNS names do not fail the whole file: `init-addr last,libc,none`
 //!   starts such a server in maintenance instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{self, AppPlan, Backend, DarkMatch};
+use super::plan::{self, AppPlan, DarkMatch};
 use super::{header, Rendered, Serves};
 use crate::model::Mode;
 use crate::validate::Address;
@@ -74,46 +74,157 @@ impl Default for HaproxyOptions {
     }
 }
 
+/// Where an agent that changes routing through HAProxy's Runtime API keeps what the
+/// Runtime API changes, so that a reload or a restart reproduces the running state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeFiles {
+    /// Absolute directory of the dark-canary pattern files (`<dir>/<app>.<kind>.acl`,
+    /// one value per line), read by the frontends' ACLs with `-f` and changed at run
+    /// time with `add acl` / `del acl`.
+    pub pattern_dir: String,
+    /// Absolute path of the server-state file (`show servers state`, written by the
+    /// agent before each reload): a server that was down stays down after a reload.
+    pub state_file: String,
+}
+
+/// What a dark-canary ACL looks at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchKind {
+    /// A request header, by name.
+    Header(String),
+    /// A cookie, by name.
+    Cookie(String),
+    /// The client's source address.
+    Network,
+}
+
+impl MatchKind {
+    /// The kind's part of its pattern file name.
+    fn file_part(&self) -> String {
+        match self {
+            MatchKind::Header(name) => format!("header.{name}"),
+            MatchKind::Cookie(name) => format!("cookie.{name}"),
+            MatchKind::Network => "network".into(),
+        }
+    }
+}
+
+/// Per app, the dark-canary match kinds to render even when no dark canary uses them
+/// (with no value, they match nothing): once rendered, a kind stays, so that a dark
+/// canary switched off and on again is a Runtime API change, not a reload.
+pub type Keep = BTreeMap<String, BTreeSet<MatchKind>>;
+
+/// What the Runtime API can change in a rendered file, and a hash of everything else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeState {
+    /// [`structure()`] of the text: two files with equal structure differ only in what
+    /// the Runtime API changes.
+    pub structure: String,
+    /// Backend → server name → server.
+    pub backends: BTreeMap<String, BTreeMap<String, RuntimeServer>>,
+    /// Pattern file → its values.
+    pub patterns: BTreeMap<String, BTreeSet<String>>,
+    /// The match kinds rendered per app: the [`Keep`] of the next render.
+    pub kinds: Keep,
+    /// The check arguments every server line has (`check inter 1000 fall 2 rise 1`).
+    pub check: String,
+}
+
+/// One server as the Runtime API sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeServer {
+    /// `host:port`, as rendered.
+    pub address: String,
+    /// 0–256; 0 takes no new traffic.
+    pub weight: u32,
+}
+
+/// The part of a rendered HAProxy file that only a reload changes: its SHA-256 over
+/// every line but server lines and pattern values.
+pub fn structure(text: &str) -> String {
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with(SERVER_LINE) && !l.starts_with(VALUES_LINE))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    super::hash(&kept)
+}
+
+const SERVER_LINE: &str = "    server ";
+const VALUES_LINE: &str = "    # values:";
+
+/// A server's name: its instance slot and version (`instance1:v2`; names cannot hold
+/// `:`, so the name is unambiguous).
+pub fn server_name(instance: &str, version: &str) -> String {
+    format!("{instance}:{version}")
+}
+
 /// Renders every app that has a `listen` address into an HAProxy fragment.
 pub fn haproxy(snapshot: &Snapshot, options: &HaproxyOptions) -> Rendered {
+    haproxy_runtime(snapshot, options, None, &Keep::new()).0
+}
+
+/// [`haproxy()`] for an agent that changes routing through the Runtime API: dark-canary
+/// values in pattern files under `files.pattern_dir` (and every kind of `keep`
+/// rendered), server state kept across reloads in `files.state_file`; with what the
+/// Runtime API can change. Without `files`, values are inline and `keep` is ignored.
+pub fn haproxy_runtime(
+    snapshot: &Snapshot,
+    options: &HaproxyOptions,
+    files: Option<&RuntimeFiles>,
+    keep: &Keep,
+) -> (Rendered, RuntimeState) {
     let plan = plan::plan(snapshot);
     let mut warnings = plan.warnings.clone();
     let apps = plan::rendered_apps(&plan.apps, &mut warnings, |_| None);
     for (app, _) in &apps {
-        let dark = app.dark.as_ref().map(|d| ("dark canary", &d.backend));
-        for (what, backend) in [("routed", &app.routed)].into_iter().chain(dark) {
-            if let Some(paths) = &backend.mixed_health_paths {
-                warnings.push(format!(
-                    "{}: {what} endpoints have different health paths ({paths}): checked by TCP connect only",
-                    app.name
-                ));
-            }
+        if let Some(paths) = &app.checked.mixed_health_paths {
+            warnings.push(format!(
+                "{}: endpoints have different health paths ({paths}): checked by TCP connect only",
+                app.name
+            ));
         }
     }
+    let mut state = RuntimeState {
+        check: format!(
+            "check inter {} fall {} rise {}",
+            options.check_interval.as_millis(),
+            options.check_fall,
+            options.check_rise
+        ),
+        ..RuntimeState::default()
+    };
     let mut text = header();
-    write_file(&mut text, &apps, options).expect("writing to a String cannot fail");
-    Rendered { text, warnings }
+    let mut writer = Writer {
+        out: &mut text,
+        o: options,
+        files,
+        keep,
+        state: &mut state,
+    };
+    writer.file(&apps).expect("writing to a String cannot fail");
+    state.structure = structure(&text);
+    (Rendered { text, warnings }, state)
 }
 
 /// What every server [`haproxy()`] renders for `snapshot` serves, by `(backend, server)`
-/// as HAProxy names them in `show stat` (`disco_<app>` or `disco-dark_<app>`, and the
-/// instance slot): how an agent attributes HAProxy's per-server counters to versions.
+/// as HAProxy names them in `show stat` (`disco_<app>` or `disco-dark_<app>`, and
+/// `<instance>:<version>`): how an agent attributes HAProxy's per-server counters to
+/// versions. Every registered endpoint is a server of both backends (taking traffic or
+/// not); a backend that is not rendered is simply never read.
 pub fn servers(snapshot: &Snapshot) -> BTreeMap<(String, String), Serves> {
     let plan = plan::plan(snapshot);
     let mut warnings = Vec::new();
     let mut out = BTreeMap::new();
     for (app, _) in plan::rendered_apps(&plan.apps, &mut warnings, |_| None) {
-        let dark = app
-            .dark
-            .as_ref()
-            .map(|d| (format!("disco-dark_{}", app.name), &d.backend));
-        for (backend, servers) in [(format!("disco_{}", app.name), &app.routed)]
-            .into_iter()
-            .chain(dark)
-        {
-            for s in &servers.servers {
+        for backend in [
+            format!("disco_{}", app.name),
+            format!("disco-dark_{}", app.name),
+        ] {
+            for s in &app.registered {
                 out.insert(
-                    (backend.clone(), s.instance.to_string()),
+                    (backend.clone(), server_name(s.instance, s.version)),
                     Serves {
                         app: app.name.to_string(),
                         version: s.version.to_string(),
@@ -126,76 +237,140 @@ pub fn servers(snapshot: &Snapshot) -> BTreeMap<(String, String), Serves> {
     out
 }
 
-fn write_file(out: &mut String, apps: &[(&AppPlan, &Address)], o: &HaproxyOptions) -> fmt::Result {
-    writeln!(
-        out,
-        "# Load it after the main configuration: haproxy -f haproxy.cfg -f <this file>."
-    )?;
-    writeln!(out)?;
-    writeln!(out, "defaults disco")?;
-    writeln!(out, "    mode http")?;
-    writeln!(out, "    log global")?;
-    writeln!(
-        out,
-        "    timeout connect {}",
-        plan::duration(o.timeout_connect)
-    )?;
-    writeln!(
-        out,
-        "    timeout client {}",
-        plan::duration(o.timeout_client)
-    )?;
-    writeln!(
-        out,
-        "    timeout server {}",
-        plan::duration(o.timeout_server)
-    )?;
-    writeln!(out, "    retries {}", o.retries)?;
-    writeln!(out, "    option redispatch 1")?;
-    writeln!(out, "    default-server init-addr last,libc,none")?;
-    for (app, listen) in apps {
-        write_app(out, app, listen, o)?;
-    }
-    Ok(())
+struct Writer<'w> {
+    out: &'w mut String,
+    o: &'w HaproxyOptions,
+    files: Option<&'w RuntimeFiles>,
+    keep: &'w Keep,
+    state: &'w mut RuntimeState,
 }
 
-fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &HaproxyOptions) -> fmt::Result {
-    let name = app.name;
-    let http = app.mode == Mode::Http;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "# {name}: {} on {listen}",
-        if http { "http" } else { "tcp" }
-    )?;
-    writeln!(out, "frontend disco_{name}")?;
-    if !http {
-        writeln!(out, "    mode tcp")?;
+impl Writer<'_> {
+    fn file(&mut self, apps: &[(&AppPlan, &Address)]) -> fmt::Result {
+        let o = self.o;
+        let out = &mut *self.out;
+        writeln!(
+            out,
+            "# Load it after the main configuration: haproxy -f haproxy.cfg -f <this file>."
+        )?;
+        writeln!(out)?;
+        writeln!(out, "defaults disco")?;
+        writeln!(out, "    mode http")?;
+        writeln!(out, "    log global")?;
+        writeln!(
+            out,
+            "    timeout connect {}",
+            plan::duration(o.timeout_connect)
+        )?;
+        writeln!(
+            out,
+            "    timeout client {}",
+            plan::duration(o.timeout_client)
+        )?;
+        writeln!(
+            out,
+            "    timeout server {}",
+            plan::duration(o.timeout_server)
+        )?;
+        writeln!(out, "    retries {}", o.retries)?;
+        writeln!(out, "    option redispatch 1")?;
+        writeln!(out, "    default-server init-addr last,libc,none")?;
+        if self.files.is_some() {
+            writeln!(out, "    load-server-state-from-file local")?;
+        }
+        for (app, listen) in apps {
+            self.app(app, listen)?;
+        }
+        Ok(())
     }
-    writeln!(out, "    bind {listen}")?;
-    if http {
-        writeln!(out, "    option httplog")?;
-        writeln!(out, "    option forwardfor")?;
-        writeln!(out, "    option idle-close-on-response")?;
-    } else {
-        writeln!(out, "    option tcplog")?;
-    }
-    if let Some(dark) = &app.dark {
-        let mut acls = Vec::new();
-        for m in &dark.matches {
-            let acl = format!("dark_{}", acls.len());
-            match m {
+
+    /// The match kinds of `app`'s frontend, each with its values (none when no dark
+    /// canary uses it).
+    fn kinds(&self, app: &AppPlan) -> BTreeMap<MatchKind, BTreeSet<String>> {
+        let http = app.mode == Mode::Http;
+        let mut kinds: BTreeMap<MatchKind, BTreeSet<String>> = BTreeMap::new();
+        if self.files.is_some() {
+            for kind in self.keep.get(app.name).into_iter().flatten() {
+                // A kept header or cookie match cannot apply to a tcp app.
+                if http || *kind == MatchKind::Network {
+                    kinds.entry(kind.clone()).or_default();
+                }
+            }
+        }
+        for m in app.dark.iter().flat_map(|d| &d.matches) {
+            let (kind, value) = match m {
                 DarkMatch::Header { name, value } if http => {
-                    writeln!(out, "    acl {acl} req.hdr({name}) -m str -- {value}")?
+                    (MatchKind::Header(name.to_string()), value.to_string())
                 }
                 DarkMatch::Cookie { name, value } if http => {
-                    writeln!(out, "    acl {acl} req.cook({name}) -m str -- {value}")?
+                    (MatchKind::Cookie(name.to_string()), value.to_string())
                 }
-                DarkMatch::Network(net) => writeln!(out, "    acl {acl} src {net}")?,
+                DarkMatch::Network(net) => (MatchKind::Network, net.clone()),
                 // Refused by policy validation: a tcp app can only match networks.
                 DarkMatch::Header { .. } | DarkMatch::Cookie { .. } => continue,
+            };
+            kinds.entry(kind).or_default().insert(value);
+        }
+        kinds
+    }
+
+    fn app(&mut self, app: &AppPlan, listen: &Address) -> fmt::Result {
+        let name = app.name;
+        let http = app.mode == Mode::Http;
+        let kinds = self.kinds(app);
+        let out = &mut *self.out;
+        writeln!(out)?;
+        writeln!(
+            out,
+            "# {name}: {} on {listen}",
+            if http { "http" } else { "tcp" }
+        )?;
+        writeln!(out, "frontend disco_{name}")?;
+        if !http {
+            writeln!(out, "    mode tcp")?;
+        }
+        writeln!(out, "    bind {listen}")?;
+        if http {
+            writeln!(out, "    option httplog")?;
+            writeln!(out, "    option forwardfor")?;
+            writeln!(out, "    option idle-close-on-response")?;
+        } else {
+            writeln!(out, "    option tcplog")?;
+        }
+        let mut acls = Vec::new();
+        for (kind, values) in &kinds {
+            let acl = format!("dark_{}", acls.len());
+            let fetch = match kind {
+                MatchKind::Header(h) => format!("req.hdr({h}) -m str"),
+                MatchKind::Cookie(c) => format!("req.cook({c}) -m str"),
+                MatchKind::Network => "src".to_string(),
+            };
+            match self.files {
+                Some(files) => {
+                    let file = format!("{}/{name}.{}.acl", files.pattern_dir, kind.file_part());
+                    writeln!(out, "    acl {acl} {fetch} -f {file}")?;
+                    let list: Vec<&str> = values.iter().map(String::as_str).collect();
+                    writeln!(out, "{VALUES_LINE} {}", list.join(" "))?;
+                    self.state.patterns.insert(file, values.clone());
+                }
+                None => {
+                    for value in values {
+                        let acl = format!("dark_{}", acls.len());
+                        match kind {
+                            MatchKind::Network => writeln!(out, "    acl {acl} {fetch} {value}")?,
+                            _ => writeln!(out, "    acl {acl} {fetch} -- {value}")?,
+                        }
+                        acls.push(acl);
+                    }
+                    continue;
+                }
             }
             acls.push(acl);
+        }
+        if !kinds.is_empty() {
+            self.state
+                .kinds
+                .insert(name.to_string(), kinds.keys().cloned().collect());
         }
         if !acls.is_empty() {
             writeln!(
@@ -204,75 +379,107 @@ fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &HaproxyOptio
                 acls.join(" || ")
             )?;
         }
-    }
-    writeln!(out, "    default_backend disco_{name}")?;
-    writeln!(out)?;
-    write_backend(out, &format!("disco_{name}"), &app.routed, http, o)?;
-    if let Some(dark) = &app.dark {
+        writeln!(out, "    default_backend disco_{name}")?;
         writeln!(out)?;
-        writeln!(out, "# {name}: dark canary, {}", dark.version)?;
-        write_backend(out, &format!("disco-dark_{name}"), &dark.backend, http, o)?;
+        let routed: BTreeMap<(&str, &str), u32> = app
+            .routed
+            .servers
+            .iter()
+            .map(|s| ((s.instance, s.version), s.weight))
+            .collect();
+        self.backend(app, &format!("disco_{name}"), |s| {
+            match routed.get(&(s.instance, s.version)) {
+                Some(0) => (0, "routed, 0%: takes no new traffic"),
+                Some(w) => (*w, "routed"),
+                None if !s.endpoint.is_healthy() => (0, "reported failing: takes no traffic"),
+                None => (0, "not routed"),
+            }
+        })?;
+        if !acls.is_empty() {
+            let dark: BTreeMap<(&str, &str), u32> = app
+                .dark
+                .iter()
+                .flat_map(|d| &d.backend.servers)
+                .map(|s| ((s.instance, s.version), s.weight))
+                .collect();
+            let out = &mut *self.out;
+            writeln!(out)?;
+            // Which version (if any) is in the weights: not structure.
+            writeln!(out, "# {name}: dark canary")?;
+            self.backend(app, &format!("disco-dark_{name}"), |s| {
+                match dark.get(&(s.instance, s.version)) {
+                    Some(w) => (*w, "dark canary"),
+                    None => (0, "not the dark canary"),
+                }
+            })?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-fn write_backend(
-    out: &mut String,
-    name: &str,
-    backend: &Backend,
-    http: bool,
-    o: &HaproxyOptions,
-) -> fmt::Result {
-    writeln!(out, "backend {name}")?;
-    if !http {
-        writeln!(out, "    mode tcp")?;
+    /// A backend of every registered endpoint of `app`, weighted by `weigh` (weight and
+    /// a note for the line's comment).
+    fn backend<'a>(
+        &mut self,
+        app: &AppPlan<'a>,
+        name: &str,
+        weigh: impl Fn(&plan::Server<'a>) -> (u32, &'static str),
+    ) -> fmt::Result {
+        let http = app.mode == Mode::Http;
+        let out = &mut *self.out;
+        writeln!(out, "backend {name}")?;
+        if !http {
+            writeln!(out, "    mode tcp")?;
+        }
+        writeln!(out, "    balance roundrobin")?;
+        if let Some(files) = self.files {
+            writeln!(out, "    server-state-file-name {}", files.state_file)?;
+        }
+        let servers = self.state.backends.entry(name.to_string()).or_default();
+        if app.registered.is_empty() {
+            let what = if http {
+                "HAProxy answers 503"
+            } else {
+                "connections are closed"
+            };
+            return writeln!(out, "    # no registered endpoint: {what}");
+        }
+        if let Some(path) = app.checked.health_path {
+            writeln!(out, "    option httpchk")?;
+            writeln!(out, "    http-check send meth GET uri {path}")?;
+        }
+        if http {
+            writeln!(
+                out,
+                "    retry-on conn-failure empty-response response-timeout"
+            )?;
+            writeln!(
+                out,
+                "    # a non-idempotent request is retried only if it never reached a server"
+            )?;
+            writeln!(
+                out,
+                "    http-request disable-l7-retry if {{ method POST PATCH LOCK }}"
+            )?;
+        }
+        let check = &self.state.check;
+        for s in &app.registered {
+            let (weight, note) = weigh(s);
+            let server = server_name(s.instance, s.version);
+            writeln!(
+                out,
+                "{SERVER_LINE}{server} {} weight {weight} {check}  # {}, {note}",
+                s.address, s.version
+            )?;
+            servers.insert(
+                server,
+                RuntimeServer {
+                    address: s.address.to_string(),
+                    weight,
+                },
+            );
+        }
+        Ok(())
     }
-    writeln!(out, "    balance roundrobin")?;
-    if backend.servers.is_empty() {
-        let what = if http {
-            "HAProxy answers 503"
-        } else {
-            "connections are closed"
-        };
-        return writeln!(out, "    # no routable endpoint: {what}");
-    }
-    if let Some(path) = backend.health_path {
-        writeln!(out, "    option httpchk")?;
-        writeln!(out, "    http-check send meth GET uri {path}")?;
-    }
-    if http {
-        writeln!(
-            out,
-            "    retry-on conn-failure empty-response response-timeout"
-        )?;
-        writeln!(
-            out,
-            "    # a non-idempotent request is retried only if it never reached a server"
-        )?;
-        writeln!(
-            out,
-            "    http-request disable-l7-retry if {{ method POST PATCH LOCK }}"
-        )?;
-    }
-    let check = format!(
-        "check inter {} fall {} rise {}",
-        o.check_interval.as_millis(),
-        o.check_fall,
-        o.check_rise
-    );
-    for s in &backend.servers {
-        let note = if s.weight == 0 {
-            ", 0%: takes no new traffic"
-        } else {
-            ""
-        };
-        writeln!(
-            out,
-            "    server {} {} weight {} {check}  # {}{note}",
-            s.instance, s.address, s.weight, s.version
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -343,8 +550,8 @@ mod tests {
                 "retry-on conn-failure empty-response response-timeout",
                 "# a non-idempotent request is retried only if it never reached a server",
                 "http-request disable-l7-retry if { method POST PATCH LOCK }",
-                "server instance1 127.0.0.1:9101 weight 100 check inter 1000 fall 2 rise 1  # v2",
-                "server instance2 127.0.0.1:9002 weight 50 check inter 1000 fall 2 rise 1  # v1",
+                "server instance1:v2 127.0.0.1:9101 weight 100 check inter 1000 fall 2 rise 1  # v2, routed",
+                "server instance2:v1 127.0.0.1:9002 weight 50 check inter 1000 fall 2 rise 1  # v1, routed",
             ]
         );
         let defaults = section(&r.text, "defaults disco");
@@ -379,9 +586,12 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("disco-dark_app1", "instance2", "v3"),
-                ("disco_app1", "instance1", "v2"),
-                ("disco_app1", "instance2", "v1"),
+                ("disco-dark_app1", "instance1:v2", "v2"),
+                ("disco-dark_app1", "instance2:v1", "v1"),
+                ("disco-dark_app1", "instance2:v3", "v3"),
+                ("disco_app1", "instance1:v2", "v2"),
+                ("disco_app1", "instance2:v1", "v1"),
+                ("disco_app1", "instance2:v3", "v3"),
             ]
         );
         assert!(servers
@@ -422,7 +632,7 @@ mod tests {
     }
 
     #[test]
-    fn unroutable_slots_are_left_out_with_a_warning_and_an_empty_backend_answers_503() {
+    fn unroutable_slots_take_no_traffic_with_a_warning_and_no_endpoint_answers_503() {
         let r = render(&[
             ("/disco/apps/down/policy", r#"{"listen":"127.0.0.1:8081"}"#),
             ("/disco/apps/down/routes/i1", "v1"),
@@ -439,15 +649,23 @@ mod tests {
                 "down/i2 routes to v1: endpoint reported failing; left out",
             ]
         );
+        // Every server has weight 0: HAProxy answers 503.
         assert_eq!(
-            section(&r.text, "backend disco_down"),
+            section(&r.text, "backend disco_down")[4..],
+            ["server i2:v1 127.0.0.1:9002 weight 0 check inter 1000 fall 2 rise 1  # v1, reported failing: takes no traffic"]
+        );
+        assert!(r.text.contains("frontend disco_down\n"));
+        let r = render(&[
+            ("/disco/apps/none/policy", r#"{"listen":"127.0.0.1:8081"}"#),
+            ("/disco/apps/none/routes/i1", "v1"),
+        ]);
+        assert_eq!(
+            section(&r.text, "backend disco_none"),
             [
                 "balance roundrobin",
-                "# no routable endpoint: HAProxy answers 503"
+                "# no registered endpoint: HAProxy answers 503"
             ]
         );
-        assert!(!r.text.contains("9002"));
-        assert!(r.text.contains("frontend disco_down\n"));
     }
 
     #[test]
@@ -479,14 +697,14 @@ mod tests {
             ]
         );
         let dark = section(&r.text, "backend disco-dark_app1");
-        assert_eq!(
-            dark[1..3],
-            ["option httpchk", "http-check send meth GET uri /healthz"]
-        );
+        // instance3 has no health path: TCP checks for all.
+        assert!(!dark.iter().any(|l| l.contains("httpchk")), "{dark:?}");
         let servers: Vec<&String> = dark.iter().filter(|l| l.starts_with("server")).collect();
-        assert_eq!(servers.len(), 2, "{dark:?}");
-        assert!(servers[0].starts_with("server instance1 127.0.0.1:9101 weight 100"));
-        assert!(servers[1].starts_with("server instance2 127.0.0.1:9102 weight 100"));
+        assert_eq!(servers.len(), 4, "{dark:?}");
+        assert!(servers[0].starts_with("server instance1:v2 127.0.0.1:9101 weight 100"));
+        assert!(servers[1].starts_with("server instance2:v1 127.0.0.1:9002 weight 0"));
+        assert!(servers[2].starts_with("server instance2:v2 127.0.0.1:9102 weight 100"));
+        assert!(servers[3].starts_with("server instance3:v2 127.0.0.1:9103 weight 0"));
     }
 
     #[test]
@@ -537,7 +755,8 @@ mod tests {
             [
                 "mode tcp",
                 "balance roundrobin",
-                "server i1 [::1]:6432 weight 100 check inter 1000 fall 2 rise 1  # v1"
+                "server i1:v1 [::1]:6432 weight 100 check inter 1000 fall 2 rise 1  # v1, routed",
+                "server i1:v2 [::1]:7432 weight 0 check inter 1000 fall 2 rise 1  # v2, not routed",
             ]
         );
     }
@@ -571,19 +790,19 @@ mod tests {
             .collect();
         // v1 90% → 256, v2 10% → 28.4 → 28, v3 0% → 0 (kept, checked, no new traffic).
         assert!(
-            servers[0].starts_with("server i1 127.0.0.1:9001 weight 256 "),
+            servers[0].starts_with("server i1:v1 127.0.0.1:9001 weight 256 "),
             "{servers:?}"
         );
         assert!(
-            servers[1].starts_with("server i2 127.0.0.1:9002 weight 28 "),
+            servers[1].starts_with("server i2:v2 127.0.0.1:9002 weight 28 "),
             "{servers:?}"
         );
         assert!(
-            servers[2].starts_with("server i3 127.0.0.1:9003 weight 0 "),
+            servers[2].starts_with("server i3:v3 127.0.0.1:9003 weight 0 "),
             "{servers:?}"
         );
         assert!(
-            servers[2].ends_with("# v3, 0%: takes no new traffic"),
+            servers[2].ends_with("# v3, routed, 0%: takes no new traffic"),
             "{servers:?}"
         );
     }
@@ -610,5 +829,113 @@ mod tests {
                 && !r.text.contains("disco_c")
                 && !r.text.contains("disco_d")
         );
+    }
+
+    fn runtime(kvs: &[(&str, &str)], keep: &Keep) -> (Rendered, RuntimeState) {
+        let files = RuntimeFiles {
+            pattern_dir: "/var/lib/disco/patterns".into(),
+            state_file: "/var/lib/disco/lb1.state".into(),
+        };
+        haproxy_runtime(
+            &Snapshot::from_kvs(&Keyspace::default(), 5, kvs.iter().copied()),
+            &HaproxyOptions::default(),
+            Some(&files),
+            keep,
+        )
+    }
+
+    #[test]
+    fn runtime_changes_keep_the_structure_and_new_apps_change_it() {
+        let base = APP1.to_vec();
+        let (_, before) = runtime(&base, &Keep::new());
+        let keep = before.kinds.clone();
+        let same = |kvs: &[(&str, &str)], keep: &Keep, what: &str| {
+            let (r, next) = runtime(kvs, keep);
+            assert_eq!(before.structure, next.structure, "{what}:\n{}", r.text);
+            next
+        };
+        // A flip: instance2 to v2 (registered already).
+        let mut flipped = base.clone();
+        flipped[2] = ("/disco/apps/app1/routes/instance2", "v2");
+        flipped.push((
+            "/disco/apps/app1/endpoints/instance2/v2",
+            r#"{"address":"127.0.0.1:9102","health_path":"/healthz"}"#,
+        ));
+        let with_v2 = same(
+            &base.iter().copied().chain([flipped[5]]).collect::<Vec<_>>(),
+            &keep,
+            "endpoint added",
+        );
+        let after_flip = same(&flipped, &keep, "flip");
+        assert_eq!(after_flip.backends["disco_app1"]["instance2:v1"].weight, 0);
+        assert_eq!(
+            after_flip.backends["disco_app1"]["instance2:v2"].weight,
+            100
+        );
+        assert_eq!(with_v2.backends["disco_app1"]["instance2:v2"].weight, 0);
+        // Weights and a failing endpoint.
+        let mut weighted = base.clone();
+        weighted[0] = (
+            "/disco/apps/app1/policy",
+            r#"{"listen":"127.0.0.1:8080","weights":{"v2":10}}"#,
+        );
+        same(&weighted, &keep, "weights");
+        let mut failing = base.clone();
+        failing[3] = (
+            "/disco/apps/app1/endpoints/instance1/v2",
+            r#"{"address":"127.0.0.1:9101","health_path":"/healthz","health":{"status":"failing"}}"#,
+        );
+        let failed = same(&failing, &keep, "failing");
+        assert_eq!(failed.backends["disco_app1"]["instance1:v2"].weight, 0);
+
+        // A dark canary: the first one of a kind is structure; then on, off and on again
+        // with the kind kept are not.
+        let mut dark = base.clone();
+        dark[0] = (
+            "/disco/apps/app1/policy",
+            r#"{"listen":"127.0.0.1:8080","dark":{"version":"v2","matches":[{"header":{"name":"X-Canary","value":"internal"}}]}}"#,
+        );
+        let (r, on) = runtime(&dark, &keep);
+        assert_ne!(before.structure, on.structure);
+        assert!(r.text.contains("    acl dark_0 req.hdr(X-Canary) -m str -f /var/lib/disco/patterns/app1.header.X-Canary.acl\n    # values: internal\n"), "{}", r.text);
+        assert_eq!(
+            on.patterns["/var/lib/disco/patterns/app1.header.X-Canary.acl"],
+            BTreeSet::from(["internal".to_string()])
+        );
+        let keep = on.kinds.clone();
+        let (r, off) = runtime(&base, &keep);
+        assert_eq!(on.structure, off.structure, "{}", r.text);
+        assert!(off.patterns.values().all(BTreeSet::is_empty));
+        assert!(off.backends["disco-dark_app1"]
+            .values()
+            .all(|s| s.weight == 0));
+        // Another version and another value of the same kind.
+        dark[0] = (
+            "/disco/apps/app1/policy",
+            r#"{"listen":"127.0.0.1:8080","dark":{"version":"v1","matches":[{"header":{"name":"X-Canary","value":"qa"}}]}}"#,
+        );
+        let (_, other) = runtime(&dark, &keep);
+        assert_eq!(on.structure, other.structure);
+        assert_eq!(other.backends["disco-dark_app1"]["instance2:v1"].weight, 50);
+        assert_eq!(other.backends["disco-dark_app1"]["instance1:v2"].weight, 0);
+
+        // A new app, a new listen address, a new match kind: structure.
+        let mut more = base.clone();
+        more.push(("/disco/apps/app2/policy", r#"{"listen":"127.0.0.1:8081"}"#));
+        assert_ne!(runtime(&more, &keep).1.structure, off.structure);
+        let mut moved = base.clone();
+        moved[0] = ("/disco/apps/app1/policy", r#"{"listen":"127.0.0.1:8090"}"#);
+        assert_ne!(runtime(&moved, &keep).1.structure, off.structure);
+    }
+
+    #[test]
+    fn runtime_mode_keeps_server_state_across_reloads() {
+        let (r, _) = runtime(&APP1, &Keep::new());
+        assert!(section(&r.text, "defaults disco")
+            .contains(&"load-server-state-from-file local".to_string()));
+        assert!(section(&r.text, "backend disco_app1")
+            .contains(&"server-state-file-name /var/lib/disco/lb1.state".to_string()));
+        // Without runtime files, none of it.
+        assert!(!render(&APP1).text.contains("server-state"));
     }
 }

@@ -37,6 +37,9 @@ pub(crate) struct AppPlan<'a> {
     pub dark: Option<DarkPlan<'a>>,
     /// Every valid registered endpoint, routed or not, in slot then version order.
     pub registered: Vec<Server<'a>>,
+    /// How the registered endpoints are checked together (HAProxy renders every one of
+    /// them in each backend, taking traffic or not).
+    pub checked: Backend<'a>,
     /// Slots left out, shares that went elsewhere, a dark canary without endpoints.
     pub warnings: Vec<String>,
 }
@@ -281,6 +284,7 @@ fn plan_app<'a>(name: &'a str, app: &'a App) -> Result<AppPlan<'a>, String> {
         slots,
         routed,
         dark,
+        checked: backend(registered.clone()),
         registered,
         warnings,
     })
