@@ -299,6 +299,14 @@ pub struct TargetStatus {
     /// Reloads this agent has made of this target since it started.
     #[serde(default)]
     pub reloads: u64,
+    /// Changes this agent has applied to this target through HAProxy's Runtime API
+    /// (read back and confirmed, no reload) since it started.
+    #[serde(default)]
+    pub runtime_applies: u64,
+    /// How the last change reached the proxy: `runtime` or `reload`; none before the
+    /// first change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<String>,
 }
 
 /// A record kept out of the routing state, and why.

@@ -133,8 +133,17 @@ pub enum WatchUpdate {
         kvs: Vec<(String, Vec<u8>)>,
         reason: String,
     },
-    /// The watch lost its connection and is reconnecting; updates resume after it.
+    /// The whole prefix at `revision`, read before watching (a watch started from
+    /// revision 0); changes follow from `revision + 1`.
+    Initial {
+        revision: i64,
+        kvs: Vec<(String, Vec<u8>)>,
+    },
+    /// The watch lost its connection (or, before [`WatchUpdate::Initial`], etcd did not
+    /// answer the first read) and is retrying; updates resume after it.
     Disconnected { error: String },
+    /// The watch is established: etcd answers. Sent every time the watch (re)opens.
+    Live,
 }
 
 impl From<etcd_client::KeyValue> for Kv {
@@ -600,6 +609,11 @@ impl Store {
 
     /// Watches every key under `prefix`, starting at `start_revision` (normally the
     /// revision of the last read + 1). The watch runs until the receiver is dropped.
+    ///
+    /// With `start_revision` 0 the prefix is read first and delivered as
+    /// [`WatchUpdate::Initial`] (retried with backoff, a [`WatchUpdate::Disconnected`]
+    /// per failed attempt), and the watch starts after it: one stream for the initial
+    /// state, the changes and the reconnections.
     pub fn watch(
         &self,
         prefix: &str,
@@ -622,6 +636,30 @@ impl Store {
     ) {
         let mut next = start_revision;
         let mut backoff = settings.min_backoff;
+        while next == 0 {
+            match self.get_prefix(&prefix, None).await {
+                Ok((revision, kvs)) => {
+                    let kvs = kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+                    if tx
+                        .send(WatchUpdate::Initial { revision, kvs })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    next = revision + 1;
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    if tx.send(WatchUpdate::Disconnected { error }).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(settings.max_backoff);
+                }
+            }
+        }
+        backoff = settings.min_backoff;
         loop {
             if tx.is_closed() {
                 return;
@@ -690,6 +728,9 @@ impl Store {
                 };
             }
         };
+        if tx.send(WatchUpdate::Live).await.is_err() {
+            return WatchEnd::ReceiverGone;
+        }
         let mut ticker = tokio::time::interval(settings.progress_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heard = tokio::time::Instant::now();

@@ -76,7 +76,11 @@ impl Follower {
                 self.resyncs += 1;
                 self.snapshot = Snapshot::from_kvs(&self.ks, revision, kvs);
             }
+            WatchUpdate::Initial { revision, kvs } => {
+                self.snapshot = Snapshot::from_kvs(&self.ks, revision, kvs);
+            }
             WatchUpdate::Disconnected { .. } => self.disconnects += 1,
+            WatchUpdate::Live => {}
         }
     }
 

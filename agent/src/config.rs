@@ -24,10 +24,12 @@ pub struct Config {
     /// it. Default: `10s`.
     #[serde(with = "humantime_serde")]
     pub status_ttl: Duration,
-    /// Longest a change waits to be batched with the changes after it. An agent that
-    /// has been idle for this long applies a change at once; during a burst it applies
-    /// at most once per `max_delay`. Default: `250ms`.
-    #[serde(with = "humantime_serde")]
+    /// The shortest time between two reloads of one target: a rate limit for expensive
+    /// reloads. A change is applied as soon as no apply is in progress (what arrives
+    /// during one is batched into the next); Runtime API changes are never delayed; a
+    /// change that needs a reload sooner than this after the last reload waits for it.
+    /// Default: `0s` (no limit beyond one apply at a time).
+    #[serde(default, with = "humantime_serde")]
     pub max_delay: Duration,
     /// The files this agent owns (LB role). Default: none.
     #[serde(rename = "target")]
@@ -182,7 +184,7 @@ impl Default for Config {
             etcd: EtcdConfig::default(),
             cache_path: None,
             status_ttl: Duration::from_secs(10),
-            max_delay: Duration::from_millis(250),
+            max_delay: Duration::ZERO,
             targets: Vec::new(),
             registrations: Vec::new(),
             drain_timeout: Duration::from_secs(30),
@@ -272,6 +274,16 @@ pub struct TargetConfig {
     /// per-version traffic statistics. Default: none (no statistics from this target).
     #[serde(default)]
     pub stats_socket: Option<PathBuf>,
+    /// HAProxy: a worker stats socket at `level admin` (`stats socket <path> level
+    /// admin` in the operator's `global` section). With it, routing changes that keep
+    /// the frontends and backends (flips, weights, endpoints added or removed, health,
+    /// drains, a dark canary switched when its match kind is rendered already) go
+    /// through the Runtime API, are read back, and reload nothing; the agent keeps
+    /// dark-canary values in `<path>.patterns/` and the server state in `<path>.state`
+    /// (both must be writable by the agent and readable by HAProxy). Default: none
+    /// (every change reloads).
+    #[serde(default)]
+    pub runtime_socket: Option<PathBuf>,
     /// nginx: an absolute path where every server of the generated file logs its
     /// requests in disco's format; the agent tails it (following rotation and
     /// truncation) for per-version traffic statistics. These servers then log only
@@ -349,6 +361,17 @@ impl Config {
                 anyhow::ensure!(
                     t.kind == Kind::Haproxy,
                     "target {name:?}: `stats_socket` is for haproxy targets"
+                );
+            }
+            if t.runtime_socket.is_some() {
+                anyhow::ensure!(
+                    t.kind == Kind::Haproxy,
+                    "target {name:?}: `runtime_socket` is for haproxy targets"
+                );
+                let path = t.path.display().to_string();
+                anyhow::ensure!(
+                    !path.chars().any(|c| c.is_whitespace() || c == '#' || c == '"' || c == '\\'),
+                    "target {name:?}: with `runtime_socket` the path {path:?} is written into HAProxy's configuration and must not hold spaces, '#', quotes or backslashes"
                 );
             }
             if let Some(log) = &t.access_log {
@@ -494,6 +517,8 @@ mod tests {
             ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"\nhealth = \"healthz\"", "must be a path"),
             ("[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"\nrise = 0", "at least 1"),
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\nstats_socket = \"/s\"", "for haproxy targets"),
+            ("[[target]]\nkind = \"template\"\npath = \"/a\"\ntemplate = \"/t\"\nruntime_socket = \"/s\"", "for haproxy targets"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"/a b\"\nruntime_socket = \"/s\"", "must not hold spaces"),
             ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\naccess_log = \"/l\"", "for nginx targets"),
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"/l/$host\"", "must not contain"),
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"l.log\"", "absolute"),

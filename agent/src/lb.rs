@@ -1,14 +1,15 @@
 //! The LB role: watch → snapshot → coalesce → apply every target → publish status.
 //!
-//! Coalescing: an agent that has been idle for `max_delay` applies a change at once;
-//! while changes keep coming it applies at most once per `max_delay`, with everything
-//! that arrived meanwhile. One operator transaction is one watch event, hence one
-//! reload; a burst of a thousand writes is a handful.
+//! Coalescing: a change is applied as soon as no apply is in progress; what arrives
+//! during an apply goes into the next one, all together. One operator transaction is
+//! one watch event, hence one apply; a burst of a thousand writes is a handful. Runtime
+//! API changes go out at once; two reloads of one target are at least `max_delay` apart
+//! (a change that would reload sooner waits for it, see `target.rs`).
 //!
 //! Alongside: the HTTP endpoints (`http_listen`), the traffic statistics (read every
 //! `stats_interval` between applies, so that they are always attributed with the
-//! snapshot the running configuration came from), and a probe that tells when etcd
-//! answers again after the watch was lost (for `/healthz`).
+//! snapshot the running configuration came from). One stream from the store carries the
+//! initial state, the changes and the watch's losses and recoveries (for `/healthz`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,6 +50,10 @@ struct Lb {
     snapshot: Snapshot,
     status: AgentStatus,
     reloads: Vec<u64>,
+    runtime_applies: Vec<u64>,
+    applied_by: Vec<Option<&'static str>>,
+    /// When a deferred reload is due.
+    retry_at: Option<Instant>,
     publish: watch::Sender<Option<AgentStatus>>,
     /// Counts the status writes that reached etcd.
     published: watch::Receiver<u64>,
@@ -76,7 +81,14 @@ pub async fn run(
     remove_leftovers(&config, &targets);
     let loaded = crate::loaded::read(&crate::loaded::path_for(&config.cache_path()));
     for target in &mut targets {
-        target.installed_hash = loaded.targets.get(&target.config.path).cloned();
+        let path = &target.config.path;
+        target.set_loaded(
+            loaded.targets.get(path).cloned(),
+            loaded.structures.get(path).cloned(),
+        );
+        if target.config.kind == crate::config::Kind::Haproxy && !target.has_runtime() {
+            tracing::info!(target = %target.name, "no runtime_socket: every routing change reloads HAProxy");
+        }
     }
     let (stop_http, http_stop) = watch::channel(false);
     let http = match config.http_listen {
@@ -110,7 +122,6 @@ pub async fn run(
     } else {
         (None, None)
     };
-    let probe = tokio::spawn(probe_etcd(store.clone(), keyspace.apps(), shared.clone()));
     let mut roles = vec![];
     if !targets.is_empty() {
         roles.push("lb".to_string());
@@ -126,6 +137,9 @@ pub async fn run(
             ..AgentStatus::default()
         },
         reloads: vec![0; targets.len()],
+        runtime_applies: vec![0; targets.len()],
+        applied_by: vec![None; targets.len()],
+        retry_at: None,
         store: store.clone(),
         guard: Guard::new(GuardSettings {
             share: config.mass_expiry_share,
@@ -144,7 +158,6 @@ pub async fn run(
         publish_stats,
     };
     let result = lb.serve(&store, &mut stop).await;
-    probe.abort();
     let _ = stop_status.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
     if let Some(task) = stats_task {
@@ -187,28 +200,6 @@ fn remove_leftovers(config: &Config, targets: &[Target]) {
     }
 }
 
-/// While the watch is down, asks etcd every second whether it answers; when it does,
-/// the watch is live again (it resumes by itself from the last revision it delivered).
-async fn probe_etcd(store: Store, key: String, shared: Arc<Shared>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let down = {
-            let view = shared.view.lock().expect("view");
-            view.watch.watching && !view.watch.live
-        };
-        if down && store.get(&key).await.is_ok() {
-            shared.update(|v| {
-                if v.watch.watching && !v.watch.live {
-                    tracing::info!("etcd answers again; the watch resumes");
-                    v.watch.live = true;
-                    v.watch.down_since = None;
-                    v.watch.error = None;
-                }
-            });
-        }
-    }
-}
-
 impl Lb {
     async fn serve(
         &mut self,
@@ -221,26 +212,28 @@ impl Lb {
             self.status.updated_at = now_rfc3339();
             let _ = self.publish.send(Some(self.status.clone()));
         }
-        // The first read; while etcd is unreachable, serve the cached snapshot.
-        let mut backoff = Duration::from_millis(100);
-        let mut served_cache = false;
+        // One stream: the initial state, then the changes. While etcd does not answer
+        // the first read, serve the cached snapshot.
         let apps = self.keyspace.apps();
+        let mut updates = store.watch(&apps, 0, WatchSettings::default());
+        let mut served_cache = false;
         loop {
-            match store.get_prefix(&apps, None).await {
-                Ok((revision, kvs)) => {
-                    self.snapshot = Snapshot::from_kvs(
-                        &self.keyspace,
-                        revision,
-                        kvs.into_iter().map(|kv| (kv.key, kv.value)),
-                    );
+            let update = tokio::select! {
+                update = updates.recv() => update,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            };
+            match update {
+                None => anyhow::bail!("etcd watch ended"),
+                Some(WatchUpdate::Initial { revision, kvs }) => {
+                    self.snapshot = Snapshot::from_kvs(&self.keyspace, revision, kvs);
                     break;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "etcd unreachable at start; retrying");
+                Some(WatchUpdate::Disconnected { error }) => {
+                    tracing::warn!(%error, "etcd unreachable at start; retrying");
                     self.shared.update(|v| {
                         v.watch.live = false;
                         v.watch.down_since.get_or_insert_with(now_rfc3339);
-                        v.watch.error = Some(format!("etcd unreachable at start: {e}"));
+                        v.watch.error = Some(format!("etcd unreachable at start: {error}"));
                     });
                     if !served_cache {
                         served_cache = true;
@@ -253,12 +246,8 @@ impl Lb {
                             self.apply().await;
                         }
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.wait_for(|s| *s) => return Ok(()),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
+                Some(_) => {}
             }
         }
         tracing::info!(
@@ -276,17 +265,14 @@ impl Lb {
             v.watch.error = None;
         });
         self.apply().await;
-        let mut updates = store.watch(&apps, self.snapshot.revision + 1, WatchSettings::default());
         let mut stats_tick = tokio::time::interval(self.config.stats_interval);
         stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let has_stats = self.collector.is_enabled();
         let mut collect = false;
-        let max_delay = self.config.max_delay;
-        let mut last_apply = Instant::now();
         let mut pending = false;
         loop {
-            let due = last_apply + max_delay;
             let hold_ends = self.guard.next_deadline();
+            let retry_at = self.retry_at;
             tokio::select! {
                 update = updates.recv() => {
                     let Some(update) = update else { anyhow::bail!("etcd watch ended") };
@@ -296,9 +282,13 @@ impl Lb {
                         pending |= self.take(update);
                     }
                 }
-                _ = tokio::time::sleep_until(due), if pending => {}
                 // A hold of the mass-expiry guard runs out: render without it.
-                _ = tokio::time::sleep_until(hold_ends.unwrap_or(due).max(due)), if hold_ends.is_some() => {
+                _ = tokio::time::sleep_until(hold_ends.unwrap_or_else(Instant::now)), if hold_ends.is_some() => {
+                    pending = true;
+                }
+                // A deferred reload is due.
+                _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    self.retry_at = None;
                     pending = true;
                 }
                 _ = stats_tick.tick(), if has_stats => collect = true,
@@ -307,10 +297,9 @@ impl Lb {
             if std::mem::take(&mut collect) {
                 self.collect_stats().await;
             }
-            if pending && Instant::now() >= last_apply + max_delay {
+            if pending {
                 pending = false;
                 self.apply().await;
-                last_apply = Instant::now();
             }
         }
     }
@@ -343,6 +332,10 @@ impl Lb {
     fn take(&mut self, update: WatchUpdate) -> bool {
         let shared = self.shared.clone();
         let metrics = &shared.metrics;
+        if matches!(update, WatchUpdate::Live) && !self.shared.view.lock().expect("view").watch.live
+        {
+            tracing::info!("etcd answers again; the watch resumes");
+        }
         if !matches!(update, WatchUpdate::Disconnected { .. }) {
             self.shared.update(|v| {
                 v.watch.live = true;
@@ -405,6 +398,9 @@ impl Lb {
                 metrics.seen_revision.set(self.snapshot.revision);
                 true
             }
+            WatchUpdate::Live => false,
+            // Only the first update of the stream is an initial state.
+            WatchUpdate::Initial { .. } => false,
             WatchUpdate::Disconnected { error } => {
                 tracing::warn!(%error, "etcd watch disconnected; the proxies keep the last configuration");
                 metrics.watch_reconnects.inc();
@@ -483,32 +479,69 @@ impl Lb {
         let mut reloaded_any = false;
         // What is rendered: the routing state, with the endpoints the guard keeps.
         let (view, guarded) = self.guard.view(Instant::now(), &self.snapshot);
+        let mut deferred = Vec::new();
+        let mut done = vec![false; self.targets.len()];
+        let min_interval = self.config.max_delay;
         for (i, target) in self.targets.iter_mut().enumerate() {
             let label = TargetLabel {
                 target: target.name.clone(),
             };
-            let result = target.apply(&view).await;
-            if let Some(took) = target.last_reload.take() {
-                metrics
-                    .reload_duration
-                    .get_or_create(&label)
-                    .observe(took.as_secs_f64());
-            }
-            match result {
-                Ok(outcome) => {
-                    if outcome == Outcome::Reloaded {
-                        reloaded_any = true;
-                        self.reloads[i] += 1;
-                        metrics.reloads.get_or_create(&label).inc();
-                        tracing::info!(target = %target.name, revision = self.snapshot.revision, "installed and reloaded");
-                    } else {
-                        tracing::debug!(target = %target.name, revision = self.snapshot.revision, "unchanged")
+            match target.apply(&view, min_interval).await {
+                Ok(report) => {
+                    let revision = self.snapshot.revision;
+                    match &report.outcome {
+                        Outcome::Reloaded { took, why } => {
+                            reloaded_any = true;
+                            self.reloads[i] += 1;
+                            metrics.reloads.get_or_create(&label).inc();
+                            metrics
+                                .reload_duration
+                                .get_or_create(&label)
+                                .observe(took.as_secs_f64());
+                            match why {
+                                Some(why) => {
+                                    tracing::info!(target = %target.name, revision, took = ?took, %why, "installed and reloaded")
+                                }
+                                None => {
+                                    tracing::info!(target = %target.name, revision, took = ?took, "installed and reloaded")
+                                }
+                            }
+                        }
+                        Outcome::Runtime { commands, took } => {
+                            reloaded_any = true;
+                            self.runtime_applies[i] += 1;
+                            metrics.runtime_applies.get_or_create(&label).inc();
+                            metrics
+                                .runtime_duration
+                                .get_or_create(&label)
+                                .observe(took.as_secs_f64());
+                            tracing::info!(target = %target.name, revision, commands, took = ?took, "applied through the Runtime API and read back; installed, no reload");
+                        }
+                        Outcome::Unchanged => {
+                            tracing::debug!(target = %target.name, revision, "unchanged")
+                        }
+                        Outcome::Deferred { until } => {
+                            tracing::debug!(target = %target.name, revision, in_ = ?until.saturating_duration_since(Instant::now()), "reload deferred (max_delay)");
+                            deferred.push((target.name.clone(), *until));
+                        }
+                    }
+                    done[i] = !matches!(report.outcome, Outcome::Deferred { .. });
+                    if let Some(by) = report.outcome.applied_by() {
+                        self.applied_by[i] = Some(by);
                     }
                     // What runs now was rendered from this snapshot.
-                    if self.collector.is_enabled() {
+                    if self.collector.is_enabled()
+                        && !matches!(report.outcome, Outcome::Deferred { .. })
+                    {
                         self.collector
                             .installed(&target.name, &target.effective(&view));
                     }
+                    warnings.extend(
+                        report
+                            .warnings
+                            .iter()
+                            .map(|w| format!("{}: {w}", target.name)),
+                    );
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "apply failed; the previous configuration keeps serving");
@@ -522,13 +555,9 @@ impl Lb {
                     errors.push(e.to_string());
                 }
             }
-            warnings.extend(
-                target
-                    .warnings
-                    .iter()
-                    .map(|w| format!("{}: {w}", target.name)),
-            );
         }
+        self.retry_at = deferred.iter().map(|(_, until)| *until).min();
+        let deferred: Vec<String> = deferred.into_iter().map(|(name, _)| name).collect();
         drop(view);
         if reloaded_any {
             self.save_loaded();
@@ -537,8 +566,8 @@ impl Lb {
         status.targets = self
             .targets
             .iter()
-            .zip(&self.reloads)
-            .map(|(t, reloads)| {
+            .enumerate()
+            .map(|(i, t)| {
                 let previous = status.targets.get(&t.name).map(|s| s.revision).unwrap_or(0);
                 (
                     t.name.clone(),
@@ -546,12 +575,14 @@ impl Lb {
                         kind: t.config.kind.to_string(),
                         path: t.config.path.display().to_string(),
                         hash: t.installed_hash.clone().unwrap_or_default(),
-                        revision: if errors.is_empty() {
+                        revision: if done[i] {
                             self.snapshot.revision
                         } else {
                             previous
                         },
-                        reloads: *reloads,
+                        reloads: self.reloads[i],
+                        runtime_applies: self.runtime_applies[i],
+                        applied_by: self.applied_by[i].map(str::to_string),
                     },
                 )
             })
@@ -562,9 +593,11 @@ impl Lb {
         metrics.held_endpoints.set(guarded.held_count as i64);
         status.updated_at = now_rfc3339();
         if errors.is_empty() {
-            status.applied_revision = self.snapshot.revision;
             status.last_error = None;
-            status.last_success_at = Some(status.updated_at.clone());
+            if deferred.is_empty() {
+                status.applied_revision = self.snapshot.revision;
+                status.last_success_at = Some(status.updated_at.clone());
+            }
         } else {
             status.last_error = Some(errors.join("; "));
         }
@@ -591,7 +624,7 @@ impl Lb {
             v.snapshot_revision = revision;
             v.apps = apps;
         });
-        if errors.is_empty() {
+        if errors.is_empty() && deferred.is_empty() {
             self.save_cache();
         }
         tracing::debug!(revision = self.snapshot.revision, took = ?started.elapsed(), "apply done");
@@ -605,6 +638,11 @@ impl Lb {
                 .targets
                 .iter()
                 .filter_map(|t| Some((t.config.path.clone(), t.installed_hash.clone()?)))
+                .collect(),
+            structures: self
+                .targets
+                .iter()
+                .filter_map(|t| Some((t.config.path.clone(), t.loaded_structure()?.clone())))
                 .collect(),
         };
         if let Err(e) = crate::loaded::write(&path, &loaded) {

@@ -4,16 +4,30 @@
 //! A file on disk is not proof: an agent killed after it renamed a new file into place
 //! and before the reload ran leaves a file the proxy never loaded. At start the agent
 //! trusts this record instead, so such a file is reloaded (after validation) before
-//! its revision is ever published as applied. Written after every confirmed reload and
-//! before the status that reports it; a crash in between costs one extra reload.
+//! its revision is ever published as applied. Written after every confirmed reload or
+//! Runtime API change and before the status that reports it; a crash in between costs
+//! one extra reload (or Runtime API read).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Target file → hash of the content its proxy confirmed loading.
+/// Target file → hash of the content its proxy confirmed running.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Loaded {
     pub targets: BTreeMap<PathBuf, String>,
+    /// HAProxy targets with a runtime socket: the structure of the file the proxy was
+    /// confirmed to *load* (a Runtime API change keeps it; only a reload changes it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub structures: BTreeMap<PathBuf, Structure>,
+}
+
+/// What only a reload changes in an HAProxy file (see `disco::render::haproxy::structure`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Structure {
+    /// The structure hash.
+    pub structure: String,
+    /// The dark-canary match kinds it renders per app.
+    pub kinds: disco::render::haproxy::Keep,
 }
 
 /// Where the record of the agent whose snapshot cache is `cache_path` lives:

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub apply_duration: Histogram,
     pub reloads: Family<TargetLabel, Counter>,
     pub reload_duration: HistogramFamily,
+    pub runtime_applies: Family<TargetLabel, Counter>,
+    pub runtime_duration: HistogramFamily,
     pub applied_revision: Gauge,
     pub seen_revision: Gauge,
     pub last_success: Gauge<f64, AtomicU64>,
@@ -78,6 +80,8 @@ impl Metrics {
             apply_duration: duration_histogram(),
             reloads: Family::default(),
             reload_duration: Family::new_with_constructor(duration_histogram),
+            runtime_applies: Family::default(),
+            runtime_duration: Family::new_with_constructor(duration_histogram),
             applied_revision: Gauge::default(),
             seen_revision: Gauge::default(),
             last_success: Gauge::default(),
@@ -124,6 +128,17 @@ impl Metrics {
             "Time a reload took per target, until the new workers were confirmed",
             Unit::Seconds,
             m.reload_duration.clone(),
+        );
+        registry.register(
+            "disco_agent_runtime_applies",
+            "Changes applied through HAProxy's Runtime API per target, read back and confirmed, with no reload",
+            m.runtime_applies.clone(),
+        );
+        registry.register_with_unit(
+            "disco_agent_runtime_apply_duration",
+            "Time a Runtime API change took per target: read, commands, read back, file installed",
+            Unit::Seconds,
+            m.runtime_duration.clone(),
         );
         registry.register(
             "disco_agent_applied_revision",

@@ -6,28 +6,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::haproxy_cli::{self, Side};
 
-/// Sends one command to HAProxy's master CLI and returns the answer. The write side is
-/// half-closed after the command: HAProxy 2.6 otherwise keeps the connection open and
-/// reading to the end would hang.
-pub async fn master_cli(socket: &Path, command: &str) -> std::io::Result<String> {
-    let exchange = async {
-        let mut stream = tokio::net::UnixStream::connect(socket).await?;
-        stream.write_all(format!("{command}\n").as_bytes()).await?;
-        stream.shutdown().await?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await?;
-        Ok(answer)
-    };
-    match tokio::time::timeout(Duration::from_secs(10), exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "master CLI did not answer within 10s",
-        )),
-    }
-}
+/// Bound on one master CLI exchange.
+const MASTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `show proc` says about the master and its current workers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,9 +62,9 @@ pub fn parse_show_proc(answer: &str) -> Option<Processes> {
 }
 
 async fn show_proc(socket: &Path) -> Result<Processes, String> {
-    let answer = master_cli(socket, "show proc")
+    let answer = haproxy_cli::exchange(socket, Side::Master, "show proc", MASTER_TIMEOUT)
         .await
-        .map_err(|e| format!("HAProxy master CLI {}: {e}", socket.display()))?;
+        .map_err(|e| format!("master CLI: {e}"))?;
     parse_show_proc(&answer).ok_or_else(|| {
         format!(
             "HAProxy master CLI {}: unexpected `show proc` answer: {answer:?}",
@@ -115,9 +97,9 @@ where
 pub async fn haproxy(socket: &Path, timeout: Duration) -> Result<(), String> {
     let before = show_proc(socket).await?;
     // The master re-executes itself and drops the connection: no answer to expect.
-    master_cli(socket, "reload")
+    haproxy_cli::exchange(socket, Side::Master, "reload", MASTER_TIMEOUT)
         .await
-        .map_err(|e| format!("HAProxy master CLI {} reload: {e}", socket.display()))?;
+        .map_err(|e| format!("master CLI reload: {e}"))?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // The CLI is briefly unreachable while the master re-executes.

@@ -1,16 +1,28 @@
-//! One file the agent owns: render → unchanged? skip → stage → validate → atomic install
-//! → graceful reload → confirm. Any failure leaves the running configuration as it was
-//! and puts the previous file back if it had already been replaced.
+//! One file the agent owns, and how a new routing state reaches its proxy:
+//!
+//! - unchanged: the rendered content is what the proxy was confirmed to run; nothing.
+//! - runtime (HAProxy with `runtime_socket`): the structure the proxy loaded is the
+//!   structure of the new file, so the difference goes through the Runtime API, is read
+//!   back and compared (`runtime.rs`), and the new file is installed for a later reload
+//!   or restart, without a reload.
+//! - reload: render → stage → validate → atomic install → graceful reload → confirm.
+//!   Any failure leaves the running configuration as it was and puts the previous file
+//!   back if it had already been replaced. Two reloads of one target are at least
+//!   `max_delay` apart: a change that would reload sooner is deferred.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use disco::render::haproxy::{Keep, RuntimeFiles, RuntimeState};
 use disco::render::{self, HaproxyOptions, NginxOptions, Rendered};
 use disco::Snapshot;
+use tokio::time::Instant;
 
 use crate::atomic_write;
 use crate::config::{Kind, TargetConfig};
+use crate::loaded::Structure;
+use crate::runtime::{self, Runtime, Touched};
 
 /// Where an apply failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,10 +36,57 @@ pub struct ApplyError {
 /// What an apply did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The rendered content is what is installed already; nothing was touched.
+    /// The rendered content is what the proxy runs already; nothing was touched.
     Unchanged,
-    /// New content was installed and the proxy reloaded.
-    Reloaded,
+    /// The change went through the Runtime API, was read back, and the file installed.
+    Runtime {
+        /// Runtime API commands sent.
+        commands: usize,
+        /// Reading, commands, reading back and installing the file.
+        took: Duration,
+    },
+    /// New content was installed and the proxy reloaded (confirmed).
+    Reloaded {
+        /// The reload command and its confirmation.
+        took: Duration,
+        /// Why the Runtime API was not used, when it is configured.
+        why: Option<String>,
+    },
+    /// A reload is needed, but the last one was less than `max_delay` ago: nothing was
+    /// touched; apply again at `until`.
+    Deferred { until: Instant },
+}
+
+impl Outcome {
+    /// `runtime` or `reload`, for a change that reached the proxy.
+    pub fn applied_by(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Runtime { .. } => Some("runtime"),
+            Outcome::Reloaded { .. } => Some("reload"),
+            Outcome::Unchanged | Outcome::Deferred { .. } => None,
+        }
+    }
+}
+
+/// What an apply did, and what the render had to leave out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub warnings: Vec<String>,
+}
+
+/// The Runtime API side of an HAProxy target.
+struct RuntimeApi {
+    socket: PathBuf,
+    files: RuntimeFiles,
+    /// The structure and match kinds of the file HAProxy was confirmed to load (see
+    /// `loaded.rs`); None: unknown, the next change reloads.
+    loaded: Option<Structure>,
+    /// What was last applied and confirmed; None: unknown, the next change reads every
+    /// backend back before changing it.
+    last: Option<RuntimeState>,
+    /// Backends with a removed server left in maintenance (it still had connections).
+    pending: std::collections::BTreeSet<String>,
 }
 
 /// A target with what it has installed.
@@ -35,14 +94,14 @@ pub struct Target {
     pub config: TargetConfig,
     pub name: String,
     template: Option<String>,
-    /// Hash of the content the proxy was confirmed to have loaded (by a confirmed
-    /// reload of this agent, or as recorded by an earlier run: see `loaded.rs`). None:
-    /// unknown, and the next apply validates, installs and reloads whatever the file.
+    /// Hash of the content the proxy was confirmed to run (by a confirmed reload or
+    /// Runtime API change of this agent, or as recorded by an earlier run: see
+    /// `loaded.rs`). None: unknown, and the next apply validates, installs and reloads
+    /// whatever the file.
     pub installed_hash: Option<String>,
-    /// Warnings of the last render.
-    pub warnings: Vec<String>,
-    /// How long the last reload took (command and confirmation).
-    pub last_reload: Option<Duration>,
+    runtime: Option<RuntimeApi>,
+    /// When the last reload started.
+    last_reload_at: Option<Instant>,
 }
 
 impl Target {
@@ -55,14 +114,45 @@ impl Target {
             })?),
             None => None,
         };
+        let runtime = config.runtime_socket.clone().map(|socket| {
+            let path = config.path.display().to_string();
+            RuntimeApi {
+                socket,
+                files: RuntimeFiles {
+                    pattern_dir: format!("{path}.patterns"),
+                    state_file: format!("{path}.state"),
+                },
+                loaded: None,
+                last: None,
+                pending: Default::default(),
+            }
+        });
         Ok(Target {
             config,
             name,
             template,
             installed_hash: None,
-            warnings: Vec::new(),
-            last_reload: None,
+            runtime,
+            last_reload_at: None,
         })
+    }
+
+    /// Takes what an earlier run recorded as loaded (see `loaded.rs`).
+    pub fn set_loaded(&mut self, hash: Option<String>, structure: Option<Structure>) {
+        self.installed_hash = hash;
+        if let Some(rt) = &mut self.runtime {
+            rt.loaded = structure;
+        }
+    }
+
+    /// The structure the proxy was confirmed to load, for `loaded.rs`.
+    pub fn loaded_structure(&self) -> Option<&Structure> {
+        self.runtime.as_ref()?.loaded.as_ref()
+    }
+
+    /// True when changes can go through the Runtime API.
+    pub fn has_runtime(&self) -> bool {
+        self.runtime.is_some()
     }
 
     fn fail(&self, stage: &'static str, message: impl std::fmt::Display) -> ApplyError {
@@ -87,11 +177,26 @@ impl Target {
         Cow::Owned(copy)
     }
 
-    /// Renders the snapshot for this target (pure).
-    pub fn render(&self, snapshot: &Snapshot) -> Result<Rendered, ApplyError> {
+    /// Renders the snapshot for this target (pure), with what the Runtime API can
+    /// change when it has a runtime socket.
+    pub fn render(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<(Rendered, Option<RuntimeState>), ApplyError> {
         let snapshot = self.effective(snapshot);
         let snapshot = snapshot.as_ref();
-        match self.config.kind {
+        if let (Kind::Haproxy, Some(rt)) = (self.config.kind, &self.runtime) {
+            let empty = Keep::new();
+            let keep = rt.loaded.as_ref().map_or(&empty, |l| &l.kinds);
+            let (rendered, state) = render::haproxy::haproxy_runtime(
+                snapshot,
+                &HaproxyOptions::default(),
+                Some(&rt.files),
+                keep,
+            );
+            return Ok((rendered, Some(state)));
+        }
+        let rendered = match self.config.kind {
             Kind::Haproxy => Ok(render::haproxy(snapshot, &HaproxyOptions::default())),
             Kind::Nginx => {
                 let options = NginxOptions {
@@ -108,7 +213,8 @@ impl Target {
                 render::template(snapshot, self.template.as_deref().unwrap_or_default())
                     .map_err(|e| self.fail("render", e))
             }
-        }
+        }?;
+        Ok((rendered, None))
     }
 
     fn check_argv(&self) -> Option<Vec<String>> {
@@ -171,22 +277,78 @@ impl Target {
         }
     }
 
-    /// Makes the proxy serve `snapshot`, or leaves it as it was and says why.
-    pub async fn apply(&mut self, snapshot: &Snapshot) -> Result<Outcome, ApplyError> {
-        let rendered = self.render(snapshot)?;
-        self.warnings = rendered.warnings;
+    /// Makes the proxy serve `snapshot`, or leaves it as it was and says why. A reload
+    /// sooner than `min_interval` after the last one is deferred.
+    pub async fn apply(
+        &mut self,
+        snapshot: &Snapshot,
+        min_interval: Duration,
+    ) -> Result<Report, ApplyError> {
+        let (rendered, state) = self.render(snapshot)?;
+        let warnings = rendered.warnings.clone();
+        let report = |outcome| Report {
+            outcome,
+            warnings: warnings.clone(),
+        };
         let hash = render::hash(&rendered.text);
         let path = self.config.path.clone();
         let previous = std::fs::read(&path).ok();
-        // Unchanged only if the proxy was confirmed to load this content AND the file
+        // Unchanged only if the proxy was confirmed to run this content AND the file
         // still holds it: a file on disk alone proves nothing (an agent killed before
         // its reload installed it), and a file removed or edited by hand is rewritten.
         let on_disk = previous
             .as_deref()
             .map(|p| render::hash(&String::from_utf8_lossy(p)));
-        if self.installed_hash.as_deref() == Some(hash.as_str()) && on_disk.as_ref() == Some(&hash)
+        let pending = self
+            .runtime
+            .as_ref()
+            .is_some_and(|rt| !rt.pending.is_empty());
+        if self.installed_hash.as_deref() == Some(hash.as_str())
+            && on_disk.as_ref() == Some(&hash)
+            && !pending
         {
-            return Ok(Outcome::Unchanged);
+            return Ok(report(Outcome::Unchanged));
+        }
+        let mut why = None;
+        if let (Some(rt), Some(state)) = (&self.runtime, &state) {
+            match &rt.loaded {
+                Some(loaded) if loaded.structure == state.structure => {
+                    match self.apply_runtime(state, &rendered.text).await {
+                        Ok(outcome) => {
+                            self.installed_hash = Some(hash);
+                            return Ok(report(outcome));
+                        }
+                        Err(e) => {
+                            tracing::warn!(target = %self.name, error = %e, "the Runtime API change did not take; reloading instead");
+                            if let Some(rt) = &mut self.runtime {
+                                rt.last = None;
+                            }
+                            why = Some(e);
+                        }
+                    }
+                }
+                Some(_) => why = Some("the frontends or backends changed".to_string()),
+                None => why = Some("the loaded configuration is not known yet".to_string()),
+            }
+        }
+        let now = Instant::now();
+        if let Some(until) = self
+            .last_reload_at
+            .map(|at| at + min_interval)
+            .filter(|until| *until > now)
+        {
+            return Ok(report(Outcome::Deferred { until }));
+        }
+        if let (Some(rt), Some(state)) = (&self.runtime, &state) {
+            self.write_patterns(state)?;
+            // A server that is down stays down in the new worker.
+            let api = Runtime {
+                socket: &rt.socket,
+                timeout: self.config.timeout,
+            };
+            if let Err(e) = api.save_state(Path::new(&rt.files.state_file)).await {
+                tracing::warn!(target = %self.name, error = %e, "could not save the server state; after this reload every server starts up until checked");
+            }
         }
         let check = self.check_argv();
         let timeout = self.config.timeout;
@@ -214,14 +376,86 @@ impl Target {
             }
         }
         let reload_started = Instant::now();
+        self.last_reload_at = Some(reload_started);
         let reloaded = self.reload().await;
-        self.last_reload = Some(reload_started.elapsed());
+        let took = reload_started.elapsed();
         if let Err(e) = reloaded {
             self.restore(&previous);
             return Err(self.fail("reload", e));
         }
         self.installed_hash = Some(hash);
-        Ok(Outcome::Reloaded)
+        if let (Some(rt), Some(state)) = (&mut self.runtime, state) {
+            rt.loaded = Some(Structure {
+                structure: state.structure.clone(),
+                kinds: state.kinds.clone(),
+            });
+            rt.last = Some(state);
+            rt.pending.clear();
+        }
+        Ok(report(Outcome::Reloaded { took, why }))
+    }
+
+    /// Makes HAProxy run `next` through the Runtime API, confirms it by reading back,
+    /// and installs `text` (which describes `next`) for a later reload or restart.
+    async fn apply_runtime(&mut self, next: &RuntimeState, text: &str) -> Result<Outcome, String> {
+        let started = Instant::now();
+        let rt = self.runtime.as_ref().expect("a runtime target");
+        let api = Runtime {
+            socket: &rt.socket,
+            timeout: self.config.timeout,
+        };
+        let mut touched = Touched::between(rt.last.as_ref(), next);
+        // Servers left in maintenance for removal: try again.
+        touched.backends.extend(rt.pending.iter().cloned());
+        let running = api.read(&touched).await?;
+        let commands = runtime::commands(&running, next, &touched)?;
+        tracing::debug!(target = %self.name, commands = ?commands.iter().map(|c| &c.text).collect::<Vec<_>>(), "Runtime API");
+        let deferred = api.run(&commands).await.map_err(|e| e.to_string())?;
+        let after = api.read(&touched).await?;
+        runtime::verify(&after, next, &touched)?;
+        let pending = touched
+            .backends
+            .iter()
+            .filter(|b| {
+                let want = next.backends.get(*b);
+                after.backends.get(*b).is_some_and(|have| {
+                    have.keys()
+                        .any(|s| !want.is_some_and(|w| w.contains_key(s)))
+                })
+            })
+            .cloned()
+            .collect();
+        if deferred > 0 {
+            tracing::info!(target = %self.name, servers = deferred, "removed servers still have connections: left in maintenance, deleted by a later change");
+        }
+        self.write_patterns(next).map_err(|e| e.to_string())?;
+        atomic_write::install(&self.config.path, text.as_bytes())
+            .map_err(|e| format!("installing {}: {e}", self.config.path.display()))?;
+        if let Some(rt) = &mut self.runtime {
+            rt.last = Some(next.clone());
+            rt.pending = pending;
+        }
+        Ok(Outcome::Runtime {
+            commands: commands.len(),
+            took: started.elapsed(),
+        })
+    }
+
+    /// Writes the pattern files of `state` that differ from what they hold.
+    fn write_patterns(&self, state: &RuntimeState) -> Result<(), ApplyError> {
+        for (file, values) in &state.patterns {
+            let content: String = values.iter().flat_map(|v| [v.as_str(), "\n"]).collect();
+            let path = Path::new(file);
+            if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {
+                continue;
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| self.fail("install", e))?;
+            }
+            atomic_write::install(path, content.as_bytes())
+                .map_err(|e| self.fail("install", format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
     }
 
     /// Puts the previous file back (or removes a file that did not exist before).

@@ -2,7 +2,8 @@
 //! a real HAProxy and a real nginx: every file ever seen at the target path passes the
 //! proxy's own check (`haproxy -c`, `nginx -t`), no temp file is left, and once the
 //! kills stop the agent converges on exactly the final routing state, which the proxy
-//! serves.
+//! serves. With a Runtime API socket, what HAProxy runs (server weights read back)
+//! equals that final state too.
 
 mod common;
 
@@ -45,7 +46,9 @@ impl Lcg {
     }
 }
 
-async fn crash_loop(kind: &str) {
+async fn crash_loop(mode: &str) {
+    let runtime = mode == "haproxy-runtime";
+    let kind = if runtime { "haproxy" } else { mode };
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
     let dir = tempfile::tempdir().unwrap();
@@ -86,7 +89,15 @@ async fn crash_loop(kind: &str) {
         "disco.conf"
     });
     let proxy = Proxy::start(kind, &fragment);
-    let target = proxy.target(&fragment);
+    let mut target = proxy.target(&fragment);
+    if let Proxy::Haproxy(h) = &proxy {
+        if runtime {
+            target.push_str(&format!(
+                "runtime_socket = \"{}\"\n",
+                h.stats_socket().display()
+            ));
+        }
+    }
     let config = format!(
         "agent_id = \"lb1\"\ncache_path = \"{}/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\n[etcd]\nendpoints = {:?}\n{target}",
         dir.path().display(),
@@ -135,7 +146,47 @@ async fn crash_loop(kind: &str) {
     let seen = observer.join().unwrap();
     let routes = disco_routes(&store).await;
     let url = format!("http://{listen}/");
-    let expected = proxy.render(&store).await;
+    let expected = if runtime {
+        let ks = disco::Keyspace::default();
+        let (revision, kvs) = store.get_prefix(&ks.apps(), None).await.unwrap();
+        let snapshot =
+            disco::Snapshot::from_kvs(&ks, revision, kvs.into_iter().map(|kv| (kv.key, kv.value)));
+        let path = fragment.display().to_string();
+        let (rendered, state) = disco::render::haproxy::haproxy_runtime(
+            &snapshot,
+            &disco::render::HaproxyOptions::default(),
+            Some(&disco::render::haproxy::RuntimeFiles {
+                pattern_dir: format!("{path}.patterns"),
+                state_file: format!("{path}.state"),
+            }),
+            &Default::default(),
+        );
+        // What HAProxy runs: every server at the weight of the final state.
+        let Proxy::Haproxy(h) = &proxy else {
+            unreachable!()
+        };
+        let running = h.admin("show servers state disco_app1");
+        for (name, server) in &state.backends["disco_app1"] {
+            let line = running
+                .lines()
+                .find(|l| l.split_whitespace().nth(3) == Some(name.as_str()))
+                .unwrap_or_else(|| panic!("{name} is not running:\n{running}"));
+            let weight = line.split_whitespace().nth(7).unwrap();
+            assert_eq!(
+                weight,
+                server.weight.to_string(),
+                "{name}: running {line}\n{}",
+                agent.log_text()
+            );
+        }
+        println!(
+            "{mode}: {} reloads, {} Runtime API changes of the last run",
+            status.targets["haproxy"].reloads, status.targets["haproxy"].runtime_applies
+        );
+        rendered.text
+    } else {
+        proxy.render(&store).await
+    };
     assert_eq!(
         std::fs::read_to_string(&fragment).unwrap(),
         expected,
@@ -211,6 +262,11 @@ async fn disco_routes(store: &Store) -> std::collections::BTreeMap<String, Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_agent_killed_50_times_in_a_burst() {
     crash_loop("haproxy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_runtime_agent_killed_50_times_in_a_burst() {
+    crash_loop("haproxy-runtime").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

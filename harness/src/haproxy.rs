@@ -159,6 +159,27 @@ impl Haproxy {
         Ok(answer)
     }
 
+    /// Sends one command to the workers' admin stats socket and returns the answer.
+    pub fn admin(&self, cmd: &str) -> String {
+        let exchange = || -> std::io::Result<String> {
+            let mut stream = UnixStream::connect(self.stats_socket())?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(format!("{cmd}\n").as_bytes())?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            Ok(answer)
+        };
+        exchange().unwrap_or_else(|e| panic!("stats socket {cmd:?}: {e}\n{}", self.log()))
+    }
+
+    /// Reloads the master has made since it started (`show proc`), failed ones included.
+    pub fn reloads(&self) -> u64 {
+        parse_show_proc(&self.master_cli("show proc"))
+            .0
+            .map(|m| m.reloads)
+            .unwrap_or_else(|| panic!("no master line in `show proc`\n{}", self.log()))
+    }
+
     /// The pids of the current workers, from `show proc` (old workers still draining
     /// connections after a reload are not included).
     pub fn worker_pids(&self) -> Vec<u32> {

@@ -9,13 +9,13 @@
 //! old worker serves after the last reading before a reload are not seen.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::haproxy_cli::{self, Side};
 use disco::model::Mode;
 use disco::render::Serves;
 use disco::stats::Counts;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Poll;
 
@@ -88,26 +88,6 @@ pub fn parse(answer: &str) -> Result<(Option<u64>, Vec<Row>), String> {
     Ok((pid, rows))
 }
 
-/// Sends `command` to a stats socket and reads the whole answer (the socket closes
-/// after a non-interactive command).
-pub async fn query(socket: &Path, command: &str, timeout: Duration) -> Result<String, String> {
-    let exchange = async {
-        let mut stream = tokio::net::UnixStream::connect(socket).await?;
-        stream.write_all(format!("{command}\n").as_bytes()).await?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(format!("HAProxy stats socket {}: {e}", socket.display())),
-        Err(_) => Err(format!(
-            "HAProxy stats socket {}: no answer within {timeout:?}",
-            socket.display()
-        )),
-    }
-}
-
 /// What was read last from one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Reading {
@@ -147,7 +127,14 @@ impl HaproxyStats {
 
     /// Reads the socket and returns the deltas since the last reading.
     pub async fn poll(&mut self) -> Result<Poll, String> {
-        let answer = query(&self.socket, "show info;show stat", Duration::from_secs(5)).await?;
+        let answer = haproxy_cli::exchange(
+            &self.socket,
+            Side::Worker,
+            "show info;show stat",
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let (pid, rows) = parse(&answer)?;
         Ok(self.take(pid, rows))
     }

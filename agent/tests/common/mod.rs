@@ -43,7 +43,7 @@ impl Agent {
         let child = Command::new(env!("CARGO_BIN_EXE_disco-agent"))
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", "info,disco=debug")
+            .env("RUST_LOG", "info,disco=debug,disco_agent=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
