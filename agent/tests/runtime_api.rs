@@ -322,3 +322,44 @@ async fn a_restarted_agent_goes_on_without_a_reload() {
         "{seen:?}"
     );
 }
+
+/// The op state (`srv_op_state`: 0 down, 2 up) of `server` in `show servers state`.
+fn op_state(haproxy: &Haproxy, backend: &str, server: &str) -> Option<u32> {
+    haproxy
+        .admin(&format!("show servers state {backend}"))
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(3) == Some(&server))
+        .and_then(|f| f.get(5)?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_stays_down_across_a_reload() {
+    let mut lb = start(None).await;
+    // instance3's v1 dies; HAProxy's checks take it down (fall 2, inter 1s).
+    let dead = lb._backends.remove(4);
+    assert_eq!(dead.version(), "v1");
+    dead.stop();
+    disco_harness::wait_for("instance3:v1 down", std::time::Duration::from_secs(15), || {
+        (op_state(&lb.haproxy, "disco_app1", "instance3:v1") == Some(0)).then_some(())
+    });
+    let reloads = lb.haproxy.reloads();
+    // A structural change: a reload.
+    let other = disco_harness::ports::free_port();
+    lb.put(&policy("app2"), &format!(r#"{{"listen":"127.0.0.1:{other}"}}"#))
+        .await;
+    let s = lb.applied().await;
+    assert_eq!(target_status(&s).applied_by.as_deref(), Some("reload"));
+    assert_eq!(lb.haproxy.reloads(), reloads + 1);
+    // The new worker starts it down (from the saved state), not up until checked.
+    assert_eq!(
+        op_state(&lb.haproxy, "disco_app1", "instance3:v1"),
+        Some(0),
+        "{}",
+        lb.haproxy.log()
+    );
+    for _ in 0..30 {
+        let (status, body) = disco_harness::get(&lb.url, &[]).unwrap();
+        assert_eq!((status, body.trim()), (200, "v1"));
+    }
+}
