@@ -191,11 +191,11 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
     let hconf = config(
         "lb-haproxy",
         format!(
-            "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\nstats_socket = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{hport}\"\n",
+            "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\nstats_socket = \"{s}\"\nruntime_socket = \"{s}\"\n[target.listen]\napp1 = \"127.0.0.1:{hport}\"\n",
             hfile.display(),
             haproxy.main_config().display(),
             haproxy.master_socket().display(),
-            haproxy.stats_socket().display()
+            s = haproxy.stats_socket().display()
         ),
     );
     let nconf = config(
@@ -316,6 +316,7 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
         ("nginx new connections", load(nport, false, vec![])),
         ("nginx internal", load(nport, true, internal)),
     ];
+    let haproxy_reloads = haproxy.reloads();
     println!("\nlive traffic through both proxies: public, fresh connections, and internal (X-Internal: 1)");
     let window = if demo.ci { 300 } else { 2000 };
     show(&loads, window);
@@ -421,6 +422,10 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
         failed += r.failed;
         sent += r.sent;
     }
+    println!(
+        "   HAProxy reloads during the story: {} (routing changes go through its Runtime API; the first dark canary with a new header adds its match, a reload)",
+        haproxy.reloads() - haproxy_reloads
+    );
     // The broken canary's own 500s on internal traffic are the point of that act:
     // reported, not counted as failures of the upgrade machinery.
     let failed = failed - expected_500s;

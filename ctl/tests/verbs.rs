@@ -120,6 +120,10 @@ async fn the_seed_sequence_returns_only_after_every_agent_applied_each_step() {
         assert_eq!(agent["lag"], 0);
         assert_eq!(agent["roles"], json!(["lb"]));
     }
+    // The table says how each target's last change reached its proxy.
+    let table = ok(&etcd, &["agents"]);
+    assert!(table.contains("LAST CHANGE BY"), "{table}");
+    assert!(table.contains("=reload"), "{table}");
     let status = ok_json(&etcd, &["status", "app1"]);
     assert_eq!(status["agents"]["lb1"]["applied_latest"], true);
 

@@ -53,6 +53,7 @@ pub async fn run(ctx: &Ctx) -> Result {
                         a.applied_revision.to_string(),
                         current,
                         lag,
+                        applied_by(a),
                         a.rejected.len().to_string(),
                         a.last_error.clone().unwrap_or_else(|| "-".into()),
                     ]
@@ -65,6 +66,7 @@ pub async fn run(ctx: &Ctx) -> Result {
                     "APPLIED",
                     "LATEST",
                     "LAG",
+                    "LAST CHANGE BY",
                     "REJECTED",
                     "LAST ERROR",
                 ],
@@ -74,4 +76,18 @@ pub async fn run(ctx: &Ctx) -> Result {
         }
     }
     Ok(())
+}
+
+/// How each target's last change reached its proxy: `haproxy=runtime`, `nginx=reload`.
+fn applied_by(a: &disco::model::AgentStatus) -> String {
+    let list: Vec<String> = a
+        .targets
+        .iter()
+        .filter_map(|(name, t)| Some(format!("{name}={}", t.applied_by.as_deref()?)))
+        .collect();
+    if list.is_empty() {
+        "-".into()
+    } else {
+        list.join(",")
+    }
 }
