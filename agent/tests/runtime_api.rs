@@ -110,6 +110,20 @@ impl Lb {
         seen
     }
 
+    /// Adds an app (a structural change) and checks that it was applied by one reload.
+    async fn add_app_and_reload(&self) {
+        let reloads = self.haproxy.reloads();
+        let other = disco_harness::ports::free_port();
+        self.put(
+            &policy("app2"),
+            &format!(r#"{{"listen":"127.0.0.1:{other}"}}"#),
+        )
+        .await;
+        let s = self.applied().await;
+        assert_eq!(target_status(&s).applied_by.as_deref(), Some("reload"));
+        assert_eq!(self.haproxy.reloads(), reloads + 1);
+    }
+
     async fn put(&self, key: &str, value: &str) {
         self.store.put(key, value.to_string(), None).await.unwrap();
     }
@@ -265,15 +279,7 @@ async fn routing_changes_go_through_the_runtime_api_without_a_reload() {
     );
 
     // A structural change (another app) reloads, validated and confirmed.
-    let other = disco_harness::ports::free_port();
-    lb.put(
-        &policy("app2"),
-        &format!(r#"{{"listen":"127.0.0.1:{other}"}}"#),
-    )
-    .await;
-    let s = lb.applied().await;
-    assert_eq!(target_status(&s).applied_by.as_deref(), Some("reload"));
-    assert_eq!(lb.haproxy.reloads(), reloads + 1);
+    lb.add_app_and_reload().await;
 
     let report = load.stop();
     assert_eq!(report.failed, 0, "{report:?}");
@@ -340,17 +346,12 @@ async fn a_server_that_is_down_stays_down_across_a_reload() {
     let dead = lb._backends.remove(4);
     assert_eq!(dead.version(), "v1");
     dead.stop();
-    disco_harness::wait_for("instance3:v1 down", std::time::Duration::from_secs(15), || {
-        (op_state(&lb.haproxy, "disco_app1", "instance3:v1") == Some(0)).then_some(())
-    });
-    let reloads = lb.haproxy.reloads();
-    // A structural change: a reload.
-    let other = disco_harness::ports::free_port();
-    lb.put(&policy("app2"), &format!(r#"{{"listen":"127.0.0.1:{other}"}}"#))
-        .await;
-    let s = lb.applied().await;
-    assert_eq!(target_status(&s).applied_by.as_deref(), Some("reload"));
-    assert_eq!(lb.haproxy.reloads(), reloads + 1);
+    disco_harness::wait_for(
+        "instance3:v1 down",
+        std::time::Duration::from_secs(15),
+        || (op_state(&lb.haproxy, "disco_app1", "instance3:v1") == Some(0)).then_some(()),
+    );
+    lb.add_app_and_reload().await;
     // The new worker starts it down (from the saved state), not up until checked.
     assert_eq!(
         op_state(&lb.haproxy, "disco_app1", "instance3:v1"),
