@@ -1,20 +1,48 @@
 //! Measures disco-agent's latency from an etcd put to (a) the new config installed and
-//! (b) the reload confirmed and the applied revision published, for a template target
-//! with a trivial reload, HAProxy and nginx; and the agent's RSS and CPU. Prints a table.
+//! (b) the change applied and the applied revision published (reload confirmed, or the
+//! Runtime API change read back), for a template target with a trivial reload, a
+//! template target with a check and a reload command, HAProxy (reload path), HAProxy
+//! with a Runtime API socket, and nginx; and the agent's RSS and CPU. Prints a table.
 //!
-//! Usage: agent-latency [--changes N] [--targets template,haproxy,nginx]
+//! With one app (the default) it also measures changes at 5 per second (put → applied
+//! p50 / p99) and a burst of back-to-back puts (converged after the last put). With
+//! `--apps N` every app has 10 endpoints and its own frontend, and only the idle-path
+//! flips are measured.
+//!
+//! Usage: agent-latency [--changes N] [--targets template,haproxy,nginx] [--apps N]
+//!                      [--rate-changes N] [--burst N]
+//! Targets: template, template-check, haproxy, haproxy-runtime, nginx.
 //! Run through bench/run.sh, which builds in release mode first.
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use disco::store::{EtcdConfig, Store, WatchSettings, WatchUpdate};
+use disco::model::AgentStatus;
+use disco::store::{EtcdConfig, Store, Txn, TxnOp};
 use disco::{Key, Keyspace};
-use disco_bench::{percentile, sibling, Proc};
+use disco_bench::{only_target, percentile, sibling, Proc, StatusLog};
 use disco_harness::Etcd;
+
+/// Endpoints (slots) per app with `--apps N`.
+const BIG_SLOTS: u32 = 10;
+/// Spacing of the puts of the "changes at 5 per second" run.
+const RATE_SPACING: Duration = Duration::from_millis(200);
+/// Bound on waiting for any one apply.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The template of the `template-check` target (confd-compare's job): one server line
+/// per routed endpoint, checked with grep and "reloaded" by appending to a marker.
+const CHECK_TEMPLATE: &str = "\
+{% for name, app in apps|items %}
+{% for s in app.routed %}
+server {{ name }}-{{ s.instance }} {{ s.address }} check
+{% endfor %}
+{% endfor %}
+";
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -59,30 +87,8 @@ fn median_command_ms(argv: &[String], runs: usize) -> f64 {
     percentile(&times, 0.5)
 }
 
-/// Waits for the agent's status to report `target` applied; returns when it did.
-async fn until_applied(
-    updates: &mut tokio::sync::mpsc::Receiver<WatchUpdate>,
-    target: i64,
-) -> Instant {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), updates.recv()).await {
-            Ok(Some(WatchUpdate::Changes { changes, .. })) => {
-                for c in changes {
-                    if let disco::Change::Put { value, .. } = c {
-                        let s: disco::model::AgentStatus = serde_json::from_slice(&value).unwrap();
-                        if let Some(e) = &s.last_error {
-                            panic!("agent error: {e}");
-                        }
-                        if s.applied_revision >= target {
-                            return Instant::now();
-                        }
-                    }
-                }
-            }
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => panic!("no agent status within 60s"),
-        }
-    }
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// The proxy a target drives, kept alive (and stopped on drop) for the run.
@@ -93,8 +99,70 @@ enum Proxy {
     Nginx(disco_harness::Nginx),
 }
 
+impl Proxy {
+    /// Reloads the HAProxy master has made (`show proc`); None for other proxies.
+    fn haproxy_reloads(&self) -> Option<u64> {
+        match self {
+            Proxy::Haproxy(h) => Some(h.reloads()),
+            _ => None,
+        }
+    }
+}
+
+/// Reloads and Runtime API applies the agent reported, and the HAProxy master's
+/// reloads, over a part of the run.
+#[derive(Default, Clone, Copy)]
+struct Applies {
+    reloads: u64,
+    runtime: u64,
+    haproxy: Option<u64>,
+}
+
+impl Applies {
+    /// The counters of the latest status (`before` if none arrived since the watch began).
+    fn now(log: &StatusLog, before: &AgentStatus, proxy: &Proxy) -> Applies {
+        let t = only_target(&log.latest().unwrap_or_else(|| before.clone()));
+        Applies {
+            reloads: t.reloads,
+            runtime: t.runtime_applies,
+            haproxy: proxy.haproxy_reloads(),
+        }
+    }
+
+    fn since(self, before: Applies) -> Applies {
+        Applies {
+            reloads: self.reloads.saturating_sub(before.reloads),
+            runtime: self.runtime.saturating_sub(before.runtime),
+            haproxy: self
+                .haproxy
+                .zip(before.haproxy)
+                .map(|(a, b)| a.saturating_sub(b)),
+        }
+    }
+
+    /// "reloads / runtime applies (HAProxy master reloads)".
+    fn cell(self) -> String {
+        let master = self.haproxy.map(|n| format!(" ({n})")).unwrap_or_default();
+        format!("{} / {}{master}", self.reloads, self.runtime)
+    }
+}
+
+struct Rate {
+    changes: usize,
+    applied: Vec<f64>,
+    applies: Applies,
+}
+
+struct Burst {
+    puts: usize,
+    converged_ms: f64,
+    applies: Applies,
+}
+
 struct Row {
     target: String,
+    apps: u32,
+    slots: u32,
     changes: usize,
     installed: Vec<f64>,
     applied: Vec<f64>,
@@ -102,9 +170,181 @@ struct Row {
     check_ms: Option<f64>,
     rss_rest_kib: u64,
     cpu_percent: f64,
+    /// Over the idle-path changes.
+    applies: Applies,
+    rate: Option<Rate>,
+    burst: Option<Burst>,
 }
 
-async fn bench_target(kind: &str, changes: usize) -> Row {
+/// Puts `ops` in transactions of at most 128 operations (etcd's default limit);
+/// returns the last revision.
+async fn put_all(store: &Store, ops: Vec<TxnOp>) -> i64 {
+    let mut revision = 0;
+    for chunk in ops.chunks(128) {
+        let resp = store
+            .txn(Txn::new().and_then(chunk.to_vec()))
+            .await
+            .unwrap();
+        revision = resp.header().map(|h| h.revision()).unwrap_or(revision);
+    }
+    revision
+}
+
+/// Seeds `apps` apps; returns the revision of the last write and the slots per app.
+/// One app: app1 with instance1..3, v1 and v2 each, health path /healthz, routed to v1.
+/// More: app1..appN with BIG_SLOTS slots each on v1 (no health path: TCP checks), each
+/// with its own listen port, and a v2 endpoint of app1/instance1 (the flipped slot).
+async fn seed(store: &Store, ks: &Keyspace, apps: u32) -> (i64, u32) {
+    let mut ops = Vec::new();
+    if apps == 1 {
+        let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
+        ops.push(TxnOp::put(
+            ks.key(&Key::Policy { app: "app1".into() }),
+            format!(r#"{{"listen":"{listen}"}}"#),
+            None,
+        ));
+        for i in 1..=3 {
+            for (v, base) in [("v1", 9000), ("v2", 9100)] {
+                let key = ks.key(&Key::Endpoint {
+                    app: "app1".into(),
+                    instance: format!("instance{i}"),
+                    version: v.into(),
+                });
+                ops.push(TxnOp::put(
+                    key,
+                    format!(
+                        r#"{{"address":"127.0.0.1:{}","health_path":"/healthz"}}"#,
+                        base + i
+                    ),
+                    None,
+                ));
+            }
+            let route = ks.key(&Key::Route {
+                app: "app1".into(),
+                instance: format!("instance{i}"),
+            });
+            ops.push(TxnOp::put(route, "v1", None));
+        }
+        return (put_all(store, ops).await, 3);
+    }
+    for a in 1..=apps {
+        let app = format!("app{a}");
+        let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
+        ops.push(TxnOp::put(
+            ks.key(&Key::Policy { app: app.clone() }),
+            format!(r#"{{"listen":"{listen}"}}"#),
+            None,
+        ));
+        for i in 1..=BIG_SLOTS {
+            // Closed ports on 127.0.2.1: nothing listens there (HAProxy's frontends are
+            // on 127.0.0.1), so the proxies' checks are refused at once.
+            let address = format!("127.0.2.1:{}", 20000 + (a - 1) * BIG_SLOTS + i);
+            ops.push(TxnOp::put(
+                ks.key(&Key::Endpoint {
+                    app: app.clone(),
+                    instance: format!("instance{i}"),
+                    version: "v1".into(),
+                }),
+                format!(r#"{{"address":"{address}"}}"#),
+                None,
+            ));
+            ops.push(TxnOp::put(
+                ks.key(&Key::Route {
+                    app: app.clone(),
+                    instance: format!("instance{i}"),
+                }),
+                "v1",
+                None,
+            ));
+        }
+    }
+    ops.push(TxnOp::put(
+        ks.key(&Key::Endpoint {
+            app: "app1".into(),
+            instance: "instance1".into(),
+            version: "v2".into(),
+        }),
+        r#"{"address":"127.0.3.1:20000"}"#,
+        None,
+    ));
+    (put_all(store, ops).await, BIG_SLOTS)
+}
+
+type Stamp = (u64, i64, i64, u64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
+}
+
+/// A thread that polls the target file every 100 µs and records when it changed: its
+/// content (one app), or its metadata only (many apps: a large file).
+struct FileWatch {
+    stop: Arc<AtomicBool>,
+    changed_at: Arc<Mutex<Vec<Instant>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FileWatch {
+    fn start(out: &Path, content: bool) -> FileWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let changed_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let thread = {
+            let (stop, changed_at, out) = (stop.clone(), changed_at.clone(), out.to_path_buf());
+            std::thread::spawn(move || {
+                let mut last = std::fs::read(&out).unwrap_or_default();
+                let mut last_stamp = stamp(&out);
+                while !stop.load(Ordering::Relaxed) {
+                    if content {
+                        if let Ok(now) = std::fs::read(&out) {
+                            if now != last {
+                                changed_at.lock().unwrap().push(Instant::now());
+                                last = now;
+                            }
+                        }
+                    } else {
+                        let now = stamp(&out);
+                        if now.is_some() && now != last_stamp {
+                            changed_at.lock().unwrap().push(Instant::now());
+                            last_stamp = now;
+                        }
+                    }
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            })
+        };
+        FileWatch {
+            stop,
+            changed_at,
+            thread: Some(thread),
+        }
+    }
+
+    fn seen(&self) -> usize {
+        self.changed_at.lock().unwrap().len()
+    }
+
+    fn at(&self, index: usize) -> Option<Instant> {
+        self.changed_at.lock().unwrap().get(index).copied()
+    }
+}
+
+impl Drop for FileWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn bench_target(
+    kind: &str,
+    changes: usize,
+    apps: u32,
+    rate_changes: usize,
+    burst: usize,
+) -> Row {
     let etcd = Etcd::start();
     let store = Store::new(EtcdConfig {
         endpoints: etcd.endpoints(),
@@ -113,46 +353,11 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
     .unwrap();
     let ks = Keyspace::default();
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
-    store
-        .put(
-            &ks.key(&Key::Policy { app: "app1".into() }),
-            format!(r#"{{"listen":"{listen}"}}"#),
-            None,
-        )
-        .await
-        .unwrap();
-    let mut seeded = 0;
-    for i in 1..=3 {
-        for (v, base) in [("v1", 9000), ("v2", 9100)] {
-            let key = ks.key(&Key::Endpoint {
-                app: "app1".into(),
-                instance: format!("instance{i}"),
-                version: v.into(),
-            });
-            store
-                .put(
-                    &key,
-                    format!(
-                        r#"{{"address":"127.0.0.1:{}","health_path":"/healthz"}}"#,
-                        base + i
-                    ),
-                    None,
-                )
-                .await
-                .unwrap();
-        }
-        let route = ks.key(&Key::Route {
-            app: "app1".into(),
-            instance: format!("instance{i}"),
-        });
-        seeded = store.put(&route, "v1", None).await.unwrap();
-    }
+    let (seeded, slots) = seed(&store, &ks, apps).await;
 
     let out: PathBuf;
     let target_toml: String;
-    let check_ms: Option<f64>;
-    let _proxy: Proxy;
+    let proxy: Proxy;
     match kind {
         "template" => {
             out = dir.path().join("out.conf");
@@ -166,58 +371,57 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
                 out.display(),
                 dir.path().display()
             );
-            check_ms = None;
-            _proxy = Proxy::None;
+            proxy = Proxy::None;
         }
-        "haproxy" => {
+        "template-check" => {
+            out = dir.path().join("servers.cfg");
+            std::fs::write(dir.path().join("servers.j2"), CHECK_TEMPLATE).unwrap();
+            let reload = format!("echo >> {}", dir.path().join("reloads").display());
+            target_toml = format!(
+                "kind = \"template\"\npath = \"{}\"\ntemplate = \"{}/servers.j2\"\ncheck = {:?}\nreload = {:?}\n",
+                out.display(),
+                dir.path().display(),
+                ["/bin/sh", "-c", "grep -q server {staged}"],
+                ["/bin/sh", "-c", reload.as_str()],
+            );
+            proxy = Proxy::None;
+        }
+        "haproxy" | "haproxy-runtime" => {
             out = dir.path().join("disco.cfg");
             let h = disco_harness::Haproxy::start(&out);
+            let runtime = if kind == "haproxy-runtime" {
+                format!("runtime_socket = \"{}\"\n", h.stats_socket().display())
+            } else {
+                String::new()
+            };
             target_toml = format!(
-                "kind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\n",
+                "kind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\n{runtime}",
                 out.display(),
                 h.main_config().display(),
                 h.master_socket().display()
             );
-            let rendered = std::fs::read_to_string(&out).unwrap_or_default();
-            let probe = dir.path().join("probe.cfg");
-            std::fs::write(&probe, rendered).unwrap();
-            check_ms = Some(median_command_ms(
-                &[
-                    "haproxy".into(),
-                    "-c".into(),
-                    "-f".into(),
-                    h.main_config().display().to_string(),
-                    "-f".into(),
-                    probe.display().to_string(),
-                ],
-                20,
-            ));
-            _proxy = Proxy::Haproxy(h);
+            proxy = Proxy::Haproxy(h);
         }
         "nginx" => {
             out = dir.path().join("disco.conf");
             let n = disco_harness::Nginx::start(&out);
-            let args = n.nginx_test_args();
             target_toml = format!(
                 "kind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\n",
                 out.display(),
-                args,
+                n.nginx_test_args(),
                 n.pid_file().display()
             );
-            let mut argv = vec!["nginx".to_string()];
-            argv.extend(args);
-            argv.push("-t".into());
-            check_ms = Some(median_command_ms(&argv, 20));
-            _proxy = Proxy::Nginx(n);
+            proxy = Proxy::Nginx(n);
         }
         other => panic!("unknown target {other}"),
     }
 
+    // max_delay at its default (0: no minimum interval between reloads).
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "agent_id = \"bench-{kind}\"\ncache_path = \"{}/cache.json\"\nmax_delay = \"50ms\"\n[etcd]\nendpoints = {:?}\n[[target]]\n{target_toml}",
+            "agent_id = \"bench-{kind}\"\ncache_path = \"{}/cache.json\"\n[etcd]\nendpoints = {:?}\n[[target]]\n{target_toml}",
             dir.path().display(),
             etcd.endpoints()
         ),
@@ -240,8 +444,8 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
         id: format!("bench-{kind}"),
     });
     // Wait until the agent has applied the seeded state.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let watch_from = loop {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (watch_from, seed_status) = loop {
         let (revision, kv) = store.get(&status_key).await.unwrap();
         let status =
             kv.and_then(|kv| serde_json::from_slice::<disco::model::AgentStatus>(&kv.value).ok());
@@ -250,35 +454,45 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
                 panic!("agent error: {e}");
             }
             if s.applied_revision >= seeded {
-                break revision + 1;
+                break (revision + 1, s);
             }
         }
         assert!(
             Instant::now() < deadline,
-            "agent did not apply the seeded state within 60s"
+            "agent did not apply the seeded state within 120s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let mut status_updates = store.watch(&status_key, watch_from, WatchSettings::default());
+    let mut log = StatusLog::start(&store, &status_key, watch_from);
 
-    // A thread watches the target file and records when its content changes.
-    let stop = Arc::new(AtomicBool::new(false));
-    let changed_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let watcher = {
-        let (stop, changed_at, out) = (stop.clone(), changed_at.clone(), out.clone());
-        std::thread::spawn(move || {
-            let mut last = std::fs::read(&out).unwrap_or_default();
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(now) = std::fs::read(&out) {
-                    if now != last {
-                        changed_at.lock().unwrap().push(Instant::now());
-                        last = now;
-                    }
-                }
-                std::thread::sleep(Duration::from_micros(100));
-            }
-        })
+    // Validation alone, on the file the agent rendered from the seed.
+    let check_ms = match &proxy {
+        Proxy::Haproxy(h) => {
+            let probe = dir.path().join("probe.cfg");
+            std::fs::copy(&out, &probe).unwrap();
+            Some(median_command_ms(
+                &[
+                    "haproxy".into(),
+                    "-c".into(),
+                    "-f".into(),
+                    h.main_config().display().to_string(),
+                    "-f".into(),
+                    probe.display().to_string(),
+                ],
+                if apps > 1 { 5 } else { 20 },
+            ))
+        }
+        Proxy::Nginx(n) => {
+            let mut argv = vec!["nginx".to_string()];
+            argv.extend(n.nginx_test_args());
+            argv.push("-t".into());
+            Some(median_command_ms(&argv, 20))
+        }
+        Proxy::None => None,
     };
+
+    let watch = FileWatch::start(&out, apps == 1);
+    let applies_before = Applies::now(&log, &seed_status, &proxy);
 
     let cpu_before = cpu_ticks(pid);
     let wall = Instant::now();
@@ -290,31 +504,99 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
     let mut applied = Vec::new();
     let mut put_rtt = Vec::new();
     for i in 0..changes {
-        let seen = changed_at.lock().unwrap().len();
+        let seen = watch.seen();
         let version = if i % 2 == 0 { "v2" } else { "v1" };
         let t0 = Instant::now();
         let rev = store.put(&route, version, None).await.unwrap();
-        put_rtt.push(t0.elapsed().as_secs_f64() * 1000.0);
-        let done = until_applied(&mut status_updates, rev).await;
-        applied.push((done - t0).as_secs_f64() * 1000.0);
-        let t_installed = changed_at.lock().unwrap().get(seen).copied();
-        if let Some(t) = t_installed {
-            installed.push((t.max(t0) - t0).as_secs_f64() * 1000.0);
+        put_rtt.push(ms(t0.elapsed()));
+        let (done, _) = log.until(rev, WAIT).await;
+        applied.push(ms(done - t0));
+        if let Some(t) = watch.at(seen) {
+            installed.push(ms(t.max(t0) - t0));
         }
         // Let the agent go idle again so that every change takes the idle path.
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     let cpu_ticks_used = cpu_ticks(pid) - cpu_before;
     let wall_s = wall.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    watcher.join().unwrap();
+    let applies = Applies::now(&log, &seed_status, &proxy).since(applies_before);
+    drop(watch);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_rest_kib = rss_kib(pid);
+
+    // Changes at 5 per second: puts 200 ms apart whether or not the previous one was
+    // applied; each put → the first status reporting its revision applied.
+    let rate = if rate_changes > 0 {
+        let before = Applies::now(&log, &seed_status, &proxy);
+        let mut puts = Vec::new();
+        let start = Instant::now();
+        for i in 0..rate_changes {
+            let due = start + RATE_SPACING * i as u32;
+            tokio::time::sleep_until(due.into()).await;
+            let version = if i % 2 == 0 { "v2" } else { "v1" };
+            let t0 = Instant::now();
+            let rev = store.put(&route, version, None).await.unwrap();
+            puts.push((t0, rev));
+        }
+        let mut times = Vec::new();
+        for (t0, rev) in puts {
+            let (done, _) = log.until(rev, WAIT).await;
+            times.push(ms(done - t0));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let applies = Applies::now(&log, &seed_status, &proxy).since(before);
+        times.sort_by(f64::total_cmp);
+        Some(Rate {
+            changes: rate_changes,
+            applied: times,
+            applies,
+        })
+    } else {
+        None
+    };
+
+    // A burst: back-to-back puts (each awaited before the next), flips of the three
+    // slots in turn, so that the final state differs from the one before the burst.
+    let burst = if burst > 0 && apps == 1 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = Applies::now(&log, &seed_status, &proxy);
+        let mut last_put = Instant::now();
+        let mut last_rev = 0;
+        for k in 0..burst {
+            let slot = ks.key(&Key::Route {
+                app: "app1".into(),
+                instance: format!("instance{}", k % 3 + 1),
+            });
+            let version = if (k / 3) % 2 == 0 { "v2" } else { "v1" };
+            last_put = Instant::now();
+            last_rev = store.put(&slot, version, None).await.unwrap();
+        }
+        let (done, _) = log.until(last_rev, WAIT).await;
+        // Whatever was still under way ends; then count.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Some(Burst {
+            puts: burst,
+            converged_ms: ms(done.saturating_duration_since(last_put)),
+            applies: Applies::now(&log, &seed_status, &proxy).since(before),
+        })
+    } else {
+        None
+    };
+    drop(agent);
+
     installed.sort_by(f64::total_cmp);
     applied.sort_by(f64::total_cmp);
     put_rtt.sort_by(f64::total_cmp);
+    if kind == "haproxy-runtime" && applies.haproxy != Some(0) {
+        eprintln!(
+            "agent-latency: UNEXPECTED: {:?} HAProxy reloads during {changes} flips with the Runtime API",
+            applies.haproxy
+        );
+    }
     Row {
         target: kind.to_string(),
+        apps,
+        slots,
         changes,
         installed,
         applied,
@@ -322,31 +604,63 @@ async fn bench_target(kind: &str, changes: usize) -> Row {
         check_ms,
         rss_rest_kib,
         cpu_percent: cpu_ticks_used as f64 / 100.0 / wall_s * 100.0,
+        applies,
+        rate,
+        burst,
     }
 }
 
 fn main() {
     let mut changes = 200;
-    let mut targets = vec!["template".to_string(), "haproxy".into(), "nginx".into()];
+    let mut targets: Option<Vec<String>> = None;
+    let mut apps = 1u32;
+    let mut rate_changes = 50;
+    let mut burst = 200;
     let mut args = std::env::args().skip(1);
+    let number = |a: Option<String>, what: &str| -> usize {
+        a.and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{what} N"))
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--changes" => {
-                changes = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .expect("--changes N")
-            }
+            "--changes" => changes = number(args.next(), "--changes"),
+            "--apps" => apps = number(args.next(), "--apps") as u32,
+            "--rate-changes" => rate_changes = number(args.next(), "--rate-changes"),
+            "--burst" => burst = number(args.next(), "--burst"),
             "--targets" => {
-                targets = args
-                    .next()
-                    .expect("--targets a,b")
-                    .split(',')
-                    .map(String::from)
-                    .collect()
+                targets = Some(
+                    args.next()
+                        .expect("--targets a,b")
+                        .split(',')
+                        .map(String::from)
+                        .collect(),
+                )
             }
-            _ => panic!("usage: agent-latency [--changes N] [--targets template,haproxy,nginx]"),
+            _ => panic!(
+                "usage: agent-latency [--changes N] [--targets template,template-check,haproxy,haproxy-runtime,nginx] [--apps N] [--rate-changes N] [--burst N]"
+            ),
         }
+    }
+    assert!(apps >= 1, "--apps takes at least 1");
+    let targets = targets.unwrap_or_else(|| {
+        if apps > 1 {
+            vec!["haproxy".into(), "haproxy-runtime".into()]
+        } else {
+            [
+                "template",
+                "template-check",
+                "haproxy",
+                "haproxy-runtime",
+                "nginx",
+            ]
+            .map(String::from)
+            .to_vec()
+        }
+    });
+    if apps > 1 {
+        // Only the idle-path flips are measured with many apps.
+        rate_changes = 0;
+        burst = 0;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -355,16 +669,18 @@ fn main() {
         .unwrap();
     let rows: Vec<Row> = targets
         .iter()
-        .map(|t| runtime.block_on(bench_target(t, changes)))
+        .map(|t| runtime.block_on(bench_target(t, changes, apps, rate_changes, burst)))
         .collect();
     println!(
-        "| target | changes | etcd put alone p50 (ms) | put→installed p50 / p90 / p99 (ms) | put→reloaded+published p50 / p90 / p99 (ms) | validation alone, median (ms) | agent RSS at rest (MiB) | agent CPU during run |"
+        "| target | apps × endpoints | changes | etcd put alone p50 (ms) | put→installed p50 / p90 / p99 (ms) | put→applied+published p50 / p90 / p99 (ms) | reloads / runtime applies (HAProxy master reloads) during the changes | validation alone, median (ms) | agent RSS at rest (MiB) | agent CPU during run |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    for r in rows {
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
         println!(
-            "| {} | {} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {} | {:.1} | {:.1} % |",
+            "| {} | {} × {} | {} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {} | {} | {:.1} | {:.1} % |",
             r.target,
+            r.apps,
+            r.slots,
             r.changes,
             percentile(&r.put, 0.5),
             percentile(&r.installed, 0.5),
@@ -373,11 +689,42 @@ fn main() {
             percentile(&r.applied, 0.5),
             percentile(&r.applied, 0.9),
             percentile(&r.applied, 0.99),
+            r.applies.cell(),
             r.check_ms
                 .map(|m| format!("{m:.1}"))
                 .unwrap_or_else(|| "-".into()),
             r.rss_rest_kib as f64 / 1024.0,
             r.cpu_percent,
         );
+    }
+    if rows.iter().any(|r| r.rate.is_some() || r.burst.is_some()) {
+        println!();
+        println!(
+            "| target | changes at 5/s | put→applied p50 / p99 (ms) | reloads / runtime applies (HAProxy master reloads) | burst: back-to-back puts | converged (applied) after the last put (ms) | reloads / runtime applies (HAProxy master reloads) during the burst |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        for r in &rows {
+            let (rc, rp, ra) = match &r.rate {
+                Some(rate) => (
+                    rate.changes.to_string(),
+                    format!(
+                        "{:.2} / {:.2}",
+                        percentile(&rate.applied, 0.5),
+                        percentile(&rate.applied, 0.99)
+                    ),
+                    rate.applies.cell(),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let (bp, bc, ba) = match &r.burst {
+                Some(b) => (
+                    b.puts.to_string(),
+                    format!("{:.1}", b.converged_ms),
+                    b.applies.cell(),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            println!("| {} | {rc} | {rp} | {ra} | {bp} | {bc} | {ba} |", r.target);
+        }
     }
 }

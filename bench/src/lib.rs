@@ -67,3 +67,89 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// Follows one agent's status key in etcd and remembers when each status arrived, so
+/// that the time a revision was applied can be looked up after the fact (also for puts
+/// made faster than the agent applies them).
+pub struct StatusLog {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(Instant, disco::model::AgentStatus)>>>,
+    applied: tokio::sync::watch::Receiver<i64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusLog {
+    /// Watches `key` (an agent's status) from `from_revision` on.
+    pub fn start(store: &disco::store::Store, key: &str, from_revision: i64) -> StatusLog {
+        use disco::store::{WatchSettings, WatchUpdate};
+        let mut updates = store.watch(key, from_revision, WatchSettings::default());
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<_>>> = Default::default();
+        let (tx, applied) = tokio::sync::watch::channel(0i64);
+        let task = {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                while let Some(update) = updates.recv().await {
+                    let WatchUpdate::Changes { changes, .. } = update else {
+                        continue;
+                    };
+                    for c in changes {
+                        let disco::Change::Put { value, .. } = c else {
+                            continue;
+                        };
+                        let at = Instant::now();
+                        let Ok(s) = serde_json::from_slice::<disco::model::AgentStatus>(&value)
+                        else {
+                            continue;
+                        };
+                        let revision = s.applied_revision;
+                        seen.lock().unwrap().push((at, s));
+                        tx.send_modify(|r| *r = (*r).max(revision));
+                    }
+                }
+            })
+        };
+        StatusLog {
+            seen,
+            applied,
+            task,
+        }
+    }
+
+    /// When the first status with `applied_revision >= revision` arrived, and that
+    /// status; waits up to `timeout` for it. Panics on timeout (with the agent's last
+    /// error, if any).
+    pub async fn until(
+        &mut self,
+        revision: i64,
+        timeout: Duration,
+    ) -> (Instant, disco::model::AgentStatus) {
+        let reached =
+            tokio::time::timeout(timeout, self.applied.wait_for(|r| *r >= revision)).await;
+        let seen = self.seen.lock().unwrap();
+        if !matches!(reached, Ok(Ok(_))) {
+            let error = seen.iter().rev().find_map(|(_, s)| s.last_error.clone());
+            panic!(
+                "revision {revision} not applied within {timeout:?}; last agent error: {error:?}"
+            );
+        }
+        seen.iter()
+            .find(|(_, s)| s.applied_revision >= revision)
+            .cloned()
+            .expect("a status at or after the revision")
+    }
+
+    /// The latest status seen, if any.
+    pub fn latest(&self) -> Option<disco::model::AgentStatus> {
+        self.seen.lock().unwrap().last().map(|(_, s)| s.clone())
+    }
+}
+
+impl Drop for StatusLog {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The agent's one target in a status (the benchmarks run one target per agent).
+pub fn only_target(s: &disco::model::AgentStatus) -> disco::model::TargetStatus {
+    s.targets.values().next().cloned().unwrap_or_default()
+}
