@@ -52,10 +52,13 @@ async fn write(store: &Store, puts: &[(String, String)]) -> i64 {
     resp.header().expect("a txn header").revision()
 }
 
+/// A change as a watch saw it: when, at which revision, the value (None: deleted).
+type Seen = (Instant, i64, Option<Vec<u8>>);
+
 /// Every change of one key prefix as the benchmark's own watch saw it: when, at which
 /// revision, and the value (None: deleted). Times changes made by other processes.
 struct KeyLog {
-    seen: Arc<Mutex<Vec<(Instant, i64, Option<Vec<u8>>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
