@@ -199,25 +199,28 @@ fn etcd_message(e: &etcd_client::Error) -> String {
 
 /// The cause of a transport failure in a few words an operator acts on; the full error
 /// chain stays for `RUST_LOG=debug`.
-fn describe_failure(e: &etcd_client::Error, timed_out: bool) -> String {
+/// `https`: the endpoint was `https://`, where a member that speaks plain HTTP resets
+/// the connection during the TLS handshake rather than saying anything about TLS.
+fn describe_failure(e: &etcd_client::Error, timed_out: bool, https: bool) -> String {
     let text = format!("{e} {e:?}").to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    let reset = has(&[
+        "connection reset",
+        "connectionreset",
+        "broken pipe",
+        "brokenpipe",
+    ]);
     if timed_out || has(&["timed out", "timedout", "deadline"]) {
         "timed out".into()
     } else if has(&["connection refused", "connectionrefused"]) {
         "connection refused (nothing listens there)".into()
     } else if has(&["dns error", "failed to lookup", "name or service not known"]) {
         "host name not found".into()
-    } else if has(&["certificate", "tls", "ssl", "handshake"]) {
+    } else if has(&["certificate", "tls", "ssl", "handshake"]) || (https && reset) {
         "TLS failed (check https:// against http://, and the CA and client certificate)".into()
     } else if has(&["authenticat", "invalid auth token", "permission denied"]) {
         "authentication failed (check the user and password)".into()
-    } else if has(&[
-        "connection reset",
-        "connectionreset",
-        "broken pipe",
-        "brokenpipe",
-    ]) {
+    } else if reset {
         "connection reset".into()
     } else if has(&["http status code", "h2 protocol", "frame"]) {
         "not an etcd client endpoint (wrong port, or https:// against http://)".into()
@@ -422,13 +425,13 @@ impl Store {
             if !may_resend {
                 return Err(StoreError::OutcomeUnknown {
                     tried: tried.join(","),
-                    cause: describe_failure(&err, timed_out),
+                    cause: describe_failure(&err, timed_out, endpoint.starts_with("https://")),
                 });
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(StoreError::Unavailable {
                     tried: tried.join(","),
-                    cause: describe_failure(&err, timed_out),
+                    cause: describe_failure(&err, timed_out, endpoint.starts_with("https://")),
                     detail: format!("{err:?}"),
                 });
             }

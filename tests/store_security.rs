@@ -31,10 +31,14 @@ async fn round_trip(store: &Store) {
         .await
         .unwrap();
     assert_eq!(kv.unwrap().value, b"v2");
-    let update = tokio::time::timeout(Duration::from_secs(10), watch.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    // The watch says it is established, then delivers the put.
+    let mut update = WatchUpdate::Live;
+    while matches!(update, WatchUpdate::Live) {
+        update = tokio::time::timeout(Duration::from_secs(10), watch.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
     match update {
         WatchUpdate::Changes { revision, .. } => assert_eq!(revision, put),
         other => panic!("expected the put on the watch, got {other:?}"),

@@ -61,6 +61,15 @@ pub struct Report {
 }
 
 impl Guard {
+    /// The apps the guard holds endpoints of (their rendered view differs from the
+    /// routing state).
+    pub fn holding(&self) -> impl Iterator<Item = &String> {
+        self.apps
+            .iter()
+            .filter(|(_, g)| !g.held.is_empty())
+            .map(|(app, _)| app)
+    }
+
     pub fn new(settings: Settings) -> Guard {
         Guard {
             settings,

@@ -29,6 +29,10 @@ use crate::metrics::{FailureLabels, TargetLabel};
 use crate::stats::Collector;
 use crate::target::{Outcome, Target};
 
+/// The snapshot cache (for a restart while etcd is down) is written at most this often
+/// during a stream of changes; the last change is always written.
+const CACHE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// An endpoint whose key was deleted: by its lease expiring, or on purpose?
 struct Deleted {
     app: String,
@@ -54,6 +58,14 @@ struct Lb {
     applied_by: Vec<Option<&'static str>>,
     /// When a deferred reload is due.
     retry_at: Option<Instant>,
+    /// The apps whose records changed since the last apply (None: any may have): the
+    /// renderers reuse what they rendered for the others.
+    changed: Option<std::collections::BTreeSet<String>>,
+    /// The apps the mass-expiry guard held endpoints of at the last apply.
+    guarded: std::collections::BTreeSet<String>,
+    /// The snapshot cache: when it was written last, and whether it is behind.
+    cache_saved_at: Option<Instant>,
+    cache_dirty: bool,
     publish: watch::Sender<Option<AgentStatus>>,
     /// Counts the status writes that reached etcd.
     published: watch::Receiver<u64>,
@@ -140,6 +152,10 @@ pub async fn run(
         runtime_applies: vec![0; targets.len()],
         applied_by: vec![None; targets.len()],
         retry_at: None,
+        changed: None,
+        guarded: Default::default(),
+        cache_saved_at: None,
+        cache_dirty: false,
         store: store.clone(),
         guard: Guard::new(GuardSettings {
             share: config.mass_expiry_share,
@@ -226,6 +242,7 @@ impl Lb {
                 None => anyhow::bail!("etcd watch ended"),
                 Some(WatchUpdate::Initial { revision, kvs }) => {
                     self.snapshot = Snapshot::from_kvs(&self.keyspace, revision, kvs);
+                    self.changed = None;
                     break;
                 }
                 Some(WatchUpdate::Disconnected { error }) => {
@@ -243,6 +260,7 @@ impl Lb {
                                 "serving the cached snapshot until etcd answers"
                             );
                             self.snapshot = cached;
+                            self.changed = None;
                             self.apply().await;
                         }
                     }
@@ -292,7 +310,16 @@ impl Lb {
                     pending = true;
                 }
                 _ = stats_tick.tick(), if has_stats => collect = true,
-                _ = stop.wait_for(|s| *s) => return Ok(()),
+                // The snapshot cache is behind: write it.
+                _ = tokio::time::sleep_until(self.cache_saved_at.unwrap_or_else(Instant::now) + CACHE_INTERVAL), if self.cache_dirty => {
+                    self.save_cache();
+                }
+                _ = stop.wait_for(|s| *s) => {
+                    if self.cache_dirty {
+                        self.save_cache();
+                    }
+                    return Ok(());
+                }
             }
             if std::mem::take(&mut collect) {
                 self.collect_stats().await;
@@ -362,6 +389,7 @@ impl Lb {
                         self.note_deleted(app, instance, version, Some(*lease));
                     }
                 }
+                self.note_changed(&changes);
                 self.snapshot.apply(&self.keyspace, revision, changes);
                 metrics.seen_revision.set(self.snapshot.revision);
                 true
@@ -394,6 +422,7 @@ impl Lb {
                     self.note_deleted(app, instance, version, None);
                 }
                 self.snapshot = next;
+                self.changed = None;
                 metrics.watch_resyncs.inc();
                 metrics.seen_revision.set(self.snapshot.revision);
                 true
@@ -411,6 +440,28 @@ impl Lb {
                     v.watch.error = Some(error);
                 });
                 false
+            }
+        }
+    }
+
+    /// Adds the apps of `changes` to the changed ones (all of them when a key does not
+    /// name an app).
+    fn note_changed(&mut self, changes: &[disco::Change]) {
+        let apps = self.keyspace.apps();
+        for change in changes {
+            let key = match change {
+                disco::Change::Put { key, .. } | disco::Change::Delete { key, .. } => key,
+            };
+            let app = key
+                .strip_prefix(apps.as_str())
+                .and_then(|rest| rest.split_once('/'))
+                .map(|(app, _)| app);
+            match (app, &mut self.changed) {
+                (Some(app), Some(changed)) => {
+                    changed.insert(app.to_string());
+                }
+                (None, changed) => *changed = None,
+                (Some(_), None) => {}
             }
         }
     }
@@ -479,6 +530,16 @@ impl Lb {
         let mut reloaded_any = false;
         // What is rendered: the routing state, with the endpoints the guard keeps.
         let (view, guarded) = self.guard.view(Instant::now(), &self.snapshot);
+        // The guard's view differs from the routing state in the apps it holds
+        // endpoints of, now or at the last apply.
+        let holding: std::collections::BTreeSet<String> = self.guard.holding().cloned().collect();
+        let mut changed = self.changed.take();
+        if let Some(changed) = &mut changed {
+            changed.extend(holding.iter().cloned());
+            changed.extend(std::mem::take(&mut self.guarded));
+        }
+        self.guarded = holding;
+        self.changed = Some(Default::default());
         let mut deferred = Vec::new();
         let mut done = vec![false; self.targets.len()];
         let min_interval = self.config.max_delay;
@@ -486,7 +547,7 @@ impl Lb {
             let label = TargetLabel {
                 target: target.name.clone(),
             };
-            match target.apply(&view, min_interval).await {
+            match target.apply(&view, min_interval, changed.as_ref()).await {
                 Ok(report) => {
                     let revision = self.snapshot.revision;
                     match &report.outcome {
@@ -508,7 +569,6 @@ impl Lb {
                             }
                         }
                         Outcome::Runtime { commands, took } => {
-                            reloaded_any = true;
                             self.runtime_applies[i] += 1;
                             metrics.runtime_applies.get_or_create(&label).inc();
                             metrics
@@ -602,6 +662,29 @@ impl Lb {
             status.last_error = Some(errors.join("; "));
         }
         let _ = self.publish.send(Some(status.clone()));
+        // Published: now the files of Runtime API changes, and the record of what runs.
+        let mut flushed = false;
+        for target in &mut self.targets {
+            match target.flush() {
+                Ok(wrote) => flushed |= wrote,
+                Err(e) => {
+                    tracing::error!(error = %e, "HAProxy runs the change, but its file could not be written; a reload or restart would lose it until the next change");
+                    self.shared
+                        .metrics
+                        .apply_failures
+                        .get_or_create(&FailureLabels {
+                            target: e.target.clone(),
+                            stage: e.stage.to_string(),
+                        })
+                        .inc();
+                }
+            }
+        }
+        if flushed {
+            self.save_loaded();
+        }
+        let status = &self.status;
+        let metrics = &self.shared.metrics;
         metrics
             .apply_duration
             .observe(started.elapsed().as_secs_f64());
@@ -616,16 +699,28 @@ impl Lb {
             metrics.last_success.set(now.as_secs_f64());
         }
         let (status, revision) = (status.clone(), self.snapshot.revision);
-        let apps = crate::http::summarize(&self.snapshot);
+        // The per-app summary is for /status only.
+        let apps = self
+            .config
+            .http_listen
+            .map(|_| crate::http::summarize(&self.snapshot));
         let ok = errors.is_empty();
         self.shared.update(|v| {
             v.status = status;
             v.applied |= ok;
             v.snapshot_revision = revision;
-            v.apps = apps;
+            if let Some(apps) = apps {
+                v.apps = apps;
+            }
         });
         if errors.is_empty() && deferred.is_empty() {
-            self.save_cache();
+            self.cache_dirty = true;
+            if self
+                .cache_saved_at
+                .is_none_or(|at| at.elapsed() >= CACHE_INTERVAL)
+            {
+                self.save_cache();
+            }
         }
         tracing::debug!(revision = self.snapshot.revision, took = ?started.elapsed(), "apply done");
     }
@@ -662,7 +757,9 @@ impl Lb {
         }
     }
 
-    fn save_cache(&self) {
+    fn save_cache(&mut self) {
+        self.cache_dirty = false;
+        self.cache_saved_at = Some(Instant::now());
         let path = self.config.cache_path();
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);

@@ -174,10 +174,28 @@ impl Runtime<'_> {
         haproxy_cli::exchange(self.socket, Side::Worker, command, self.timeout).await
     }
 
-    /// Reads the state of the `touched` backends and pattern files.
+    /// Reads the state of the `touched` backends and pattern files. Many backends are
+    /// read with one `show servers state`.
     pub async fn read(&self, touched: &Touched) -> Result<Running, String> {
         let mut running = Running::default();
-        for backend in &touched.backends {
+        if touched.backends.len() > 8 {
+            let answer = self
+                .show("show servers state")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut all = parse_servers_state(&answer)?;
+            for backend in &touched.backends {
+                let servers = all
+                    .remove(backend)
+                    .ok_or_else(|| format!("backend {backend} is not running"))?;
+                running.backends.insert(backend.clone(), servers);
+            }
+        }
+        for backend in touched
+            .backends
+            .iter()
+            .filter(|_| touched.backends.len() <= 8)
+        {
             let answer = self
                 .show(&format!("show servers state {backend}"))
                 .await
@@ -221,16 +239,61 @@ impl Runtime<'_> {
         Ok(deferred)
     }
 
-    /// Writes `show servers state` (every backend) to `path`, for the next reload.
-    pub async fn save_state(&self, path: &Path) -> Result<(), String> {
+    /// Writes `show servers state` (every backend) to `path`, for the reload to `next`:
+    /// what the new worker takes from it is each server's health (a server that is down
+    /// stays down). HAProxy would also restore a weight changed at run time when the
+    /// configured weight did not change, and a maintenance state: for the servers of
+    /// `next`, the file carries `next`'s weight and no maintenance instead.
+    pub async fn save_state(&self, path: &Path, next: &RuntimeState) -> Result<(), String> {
         let answer = self
             .show("show servers state")
             .await
             .map_err(|e| e.to_string())?;
-        parse_servers_state(&answer)?;
-        crate::atomic_write::install(path, answer.as_bytes())
+        let text = state_for(&answer, next)?;
+        crate::atomic_write::install(path, text.as_bytes())
             .map_err(|e| format!("writing {}: {e}", path.display()))
     }
+}
+
+/// `show servers state` with, for every server of `next`, `next`'s weight as its
+/// current weight and no maintenance.
+pub fn state_for(answer: &str, next: &RuntimeState) -> Result<String, String> {
+    parse_servers_state(answer)?;
+    let mut lines = answer.lines();
+    let mut out = String::with_capacity(answer.len());
+    let version = lines.next().unwrap_or_default();
+    let header = lines.next().unwrap_or_default();
+    out.push_str(version);
+    out.push('\n');
+    out.push_str(header);
+    out.push('\n');
+    let columns: Vec<&str> = header.trim_start_matches("# ").split_whitespace().collect();
+    let at = |name: &str| columns.iter().position(|c| *c == name);
+    let (Some(be), Some(srv), Some(admin), Some(uweight)) = (
+        at("be_name"),
+        at("srv_name"),
+        at("srv_admin_state"),
+        at("srv_uweight"),
+    ) else {
+        return Err("`show servers state`: missing columns".into());
+    };
+    for line in lines {
+        let mut fields: Vec<&str> = line.split_whitespace().collect();
+        let weight = fields
+            .get(be)
+            .zip(fields.get(srv))
+            .and_then(|(b, s)| next.backends.get(*b)?.get(*s))
+            .map(|s| s.weight.to_string());
+        if let (Some(weight), true) = (&weight, fields.len() > admin.max(uweight)) {
+            fields[uweight] = weight;
+            fields[admin] = "0";
+            out.push_str(&fields.join(" "));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// The IP of a rendered address, or None for a host name.
@@ -255,7 +318,7 @@ pub fn commands(
     let mut lower = Vec::new();
     let mut remove = Vec::new();
     for backend in &touched.backends {
-        let want = next
+        let want: &BTreeMap<_, _> = next
             .backends
             .get(backend)
             .ok_or_else(|| format!("backend {backend} is not in the next configuration"))?;
@@ -353,7 +416,7 @@ pub fn commands(
 pub fn verify(running: &Running, next: &RuntimeState, touched: &Touched) -> Result<(), String> {
     for backend in &touched.backends {
         let (none, absent) = (BTreeMap::new(), BTreeMap::new());
-        let want = next.backends.get(backend).unwrap_or(&none);
+        let want: &BTreeMap<_, _> = next.backends.get(backend).map_or(&none, |b| b);
         let have = running.backends.get(backend).unwrap_or(&absent);
         for (name, server) in want {
             let Some(r) = have.get(name) else {
@@ -417,10 +480,12 @@ mod tests {
         RuntimeState {
             backends: BTreeMap::from([(
                 "disco_app1".to_string(),
-                servers
-                    .iter()
-                    .map(|(n, s)| (n.to_string(), s.clone()))
-                    .collect(),
+                std::sync::Arc::new(
+                    servers
+                        .iter()
+                        .map(|(n, s)| (n.to_string(), s.clone()))
+                        .collect(),
+                ),
             )]),
             patterns: patterns
                 .iter()
@@ -502,7 +567,7 @@ mod tests {
         let e = commands(&running(&[]), &moved, &Touched::between(None, &moved)).unwrap_err();
         assert!(e.contains("address changed"), "{e}");
         let mut named = next(&[], &[]);
-        named.backends.get_mut("disco_app1").unwrap().insert(
+        std::sync::Arc::make_mut(named.backends.get_mut("disco_app1").unwrap()).insert(
             "instance9:v1".into(),
             RuntimeServer {
                 address: "app.example:80".into(),
@@ -527,10 +592,7 @@ mod tests {
         // instance4:v1 is not wanted but in maintenance: a removal that waits.
         verify(&have, &same, &all).unwrap();
         let mut weight = same.clone();
-        weight
-            .backends
-            .get_mut("disco_app1")
-            .unwrap()
+        std::sync::Arc::make_mut(weight.backends.get_mut("disco_app1").unwrap())
             .get_mut("instance1:v1")
             .unwrap()
             .weight = 5;
@@ -546,10 +608,7 @@ mod tests {
             .unwrap_err()
             .contains("pattern file /p/f.acl"));
         let mut missing = same.clone();
-        missing
-            .backends
-            .get_mut("disco_app1")
-            .unwrap()
+        std::sync::Arc::make_mut(missing.backends.get_mut("disco_app1").unwrap())
             .insert("instance7:v1".into(), server(7, 1));
         assert!(verify(&have, &missing, &all)
             .unwrap_err()
@@ -559,12 +618,33 @@ mod tests {
         verify(&have, &weight, &none).unwrap();
         // An unwanted server that takes traffic.
         let mut lost = same.clone();
-        lost.backends
-            .get_mut("disco_app1")
-            .unwrap()
+        std::sync::Arc::make_mut(lost.backends.get_mut("disco_app1").unwrap())
             .remove("instance1:v1");
         assert!(verify(&have, &lost, &all)
             .unwrap_err()
             .contains("should be gone"));
+    }
+
+    #[test]
+    fn the_saved_state_carries_the_next_weights_and_no_maintenance() {
+        let want = next(
+            &[
+                ("instance1:v1", server(35093, 100)),
+                ("instance4:v1", server(33737, 5)),
+            ],
+            &[],
+        );
+        let text = state_for(STATE, &want).unwrap();
+        let state = parse_servers_state(&text).unwrap();
+        let app = &state["disco_app1"];
+        // Weight from next (HAProxy would otherwise restore 0 over the configured 100).
+        assert_eq!(app["instance1:v1"].weight, 100);
+        // Maintenance cleared for a server next keeps.
+        assert_eq!(app["instance4:v1"].weight, 5);
+        assert!(!app["instance4:v1"].maint);
+        // Servers next does not name: as they were.
+        assert_eq!(app["instance1:v2"].weight, 100);
+        assert!(text.starts_with("1\n# be_id "));
+        assert!(state_for("garbage", &want).is_err());
     }
 }

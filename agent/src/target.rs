@@ -11,6 +11,7 @@
 //!   `max_delay` apart: a change that would reload sooner is deferred.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ use tokio::time::Instant;
 use crate::atomic_write;
 use crate::config::{Kind, TargetConfig};
 use crate::loaded::Structure;
+
+/// Pattern file → its values.
+type Patterns = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
 use crate::runtime::{self, Runtime, Touched};
 
 /// Where an apply failed.
@@ -102,6 +106,14 @@ pub struct Target {
     runtime: Option<RuntimeApi>,
     /// When the last reload started.
     last_reload_at: Option<Instant>,
+    /// The built-in HAProxy renderer's app blocks, reused while an app is unchanged.
+    cache: render::haproxy::RenderCache,
+    /// The file this agent wrote last: size, modification time and hash. While the
+    /// file's metadata match, it is not read back to be hashed again.
+    written: Option<(u64, std::time::SystemTime, String)>,
+    /// A Runtime API change confirmed and published but whose file (and pattern files)
+    /// are not written yet: see [`Target::flush`].
+    unflushed: Option<(String, Patterns)>,
 }
 
 impl Target {
@@ -134,6 +146,9 @@ impl Target {
             installed_hash: None,
             runtime,
             last_reload_at: None,
+            cache: Default::default(),
+            written: None,
+            unflushed: None,
         })
     }
 
@@ -179,25 +194,32 @@ impl Target {
 
     /// Renders the snapshot for this target (pure), with what the Runtime API can
     /// change when it has a runtime socket.
+    /// `changed`: the apps that may differ since the last render (None: any).
     pub fn render(
-        &self,
+        &mut self,
         snapshot: &Snapshot,
+        changed: Option<&BTreeSet<String>>,
     ) -> Result<(Rendered, Option<RuntimeState>), ApplyError> {
-        let snapshot = self.effective(snapshot);
-        let snapshot = snapshot.as_ref();
-        if let (Kind::Haproxy, Some(rt)) = (self.config.kind, &self.runtime) {
+        let effective = self.effective(snapshot);
+        let snapshot = effective.as_ref();
+        if self.config.kind == Kind::Haproxy {
             let empty = Keep::new();
-            let keep = rt.loaded.as_ref().map_or(&empty, |l| &l.kinds);
-            let (rendered, state) = render::haproxy::haproxy_runtime(
+            let rt = self.runtime.as_ref();
+            let keep = rt
+                .and_then(|rt| rt.loaded.as_ref())
+                .map_or(&empty, |l| &l.kinds);
+            let (rendered, state) = render::haproxy::haproxy_cached(
                 snapshot,
                 &HaproxyOptions::default(),
-                Some(&rt.files),
+                rt.map(|rt| &rt.files),
                 keep,
+                &mut self.cache,
+                changed,
             );
-            return Ok((rendered, Some(state)));
+            return Ok((rendered, rt.map(|_| state)));
         }
         let rendered = match self.config.kind {
-            Kind::Haproxy => Ok(render::haproxy(snapshot, &HaproxyOptions::default())),
+            Kind::Haproxy => unreachable!("rendered above"),
             Kind::Nginx => {
                 let options = NginxOptions {
                     access_log: self
@@ -279,12 +301,16 @@ impl Target {
 
     /// Makes the proxy serve `snapshot`, or leaves it as it was and says why. A reload
     /// sooner than `min_interval` after the last one is deferred.
+    /// `changed`: the apps that may differ since the last apply (None: any).
     pub async fn apply(
         &mut self,
         snapshot: &Snapshot,
         min_interval: Duration,
+        changed: Option<&BTreeSet<String>>,
     ) -> Result<Report, ApplyError> {
-        let (rendered, state) = self.render(snapshot)?;
+        let t0 = Instant::now();
+        let (rendered, state) = self.render(snapshot, changed)?;
+        tracing::trace!(target = %self.name, took = ?t0.elapsed(), "rendered");
         let warnings = rendered.warnings.clone();
         let report = |outcome| Report {
             outcome,
@@ -292,13 +318,11 @@ impl Target {
         };
         let hash = render::hash(&rendered.text);
         let path = self.config.path.clone();
-        let previous = std::fs::read(&path).ok();
         // Unchanged only if the proxy was confirmed to run this content AND the file
         // still holds it: a file on disk alone proves nothing (an agent killed before
         // its reload installed it), and a file removed or edited by hand is rewritten.
-        let on_disk = previous
-            .as_deref()
-            .map(|p| render::hash(&String::from_utf8_lossy(p)));
+        let on_disk = self.on_disk_hash();
+        tracing::trace!(target = %self.name, took = ?t0.elapsed(), "hashed, and the file's hash known");
         let pending = self
             .runtime
             .as_ref()
@@ -310,12 +334,17 @@ impl Target {
             return Ok(report(Outcome::Unchanged));
         }
         let mut why = None;
-        if let (Some(rt), Some(state)) = (&self.runtime, &state) {
+        if let (Some(rt), Some(next)) = (&self.runtime, &state) {
             match &rt.loaded {
-                Some(loaded) if loaded.structure == state.structure => {
-                    match self.apply_runtime(state, &rendered.text).await {
+                Some(loaded) if loaded.structure == next.structure => {
+                    match self.apply_runtime(next).await {
                         Ok(outcome) => {
+                            let next = state.expect("a runtime state");
                             self.installed_hash = Some(hash);
+                            self.unflushed = Some((rendered.text, next.patterns.clone()));
+                            if let Some(rt) = &mut self.runtime {
+                                rt.last = Some(next);
+                            }
                             return Ok(report(outcome));
                         }
                         Err(e) => {
@@ -340,16 +369,20 @@ impl Target {
             return Ok(report(Outcome::Deferred { until }));
         }
         if let (Some(rt), Some(state)) = (&self.runtime, &state) {
-            self.write_patterns(state)?;
+            self.write_patterns(&state.patterns)?;
             // A server that is down stays down in the new worker.
             let api = Runtime {
                 socket: &rt.socket,
                 timeout: self.config.timeout,
             };
-            if let Err(e) = api.save_state(Path::new(&rt.files.state_file)).await {
+            if let Err(e) = api.save_state(Path::new(&rt.files.state_file), state).await {
+                // An older state file would bring back older weights: none at all.
+                let _ = std::fs::remove_file(&rt.files.state_file);
                 tracing::warn!(target = %self.name, error = %e, "could not save the server state; after this reload every server starts up until checked");
             }
         }
+        self.unflushed = None;
+        let previous = std::fs::read(&path).ok();
         let check = self.check_argv();
         let timeout = self.config.timeout;
         // Validate before installing when the check can look at a staged file.
@@ -364,7 +397,7 @@ impl Target {
                 .await
                 .map_err(|e| self.fail("validation", e))?;
         }
-        atomic_write::install(&path, rendered.text.as_bytes())
+        self.install(&rendered.text, &hash)
             .map_err(|e| self.fail("install", e))?;
         if let Some(argv) = check
             .as_ref()
@@ -389,15 +422,34 @@ impl Target {
                 structure: state.structure.clone(),
                 kinds: state.kinds.clone(),
             });
-            rt.last = Some(state);
+            rt.last = None;
             rt.pending.clear();
+            // Verify, don't assume: what the new worker runs, read back, corrected
+            // through the Runtime API if it differs.
+            match self.apply_runtime(&state).await {
+                Ok(Outcome::Runtime { commands, .. }) if commands > 0 => {
+                    tracing::warn!(target = %self.name, commands, "after the reload HAProxy ran something else than the file; corrected through the Runtime API");
+                    if let Some(rt) = &mut self.runtime {
+                        rt.last = Some(state);
+                    }
+                }
+                Ok(_) => {
+                    if let Some(rt) = &mut self.runtime {
+                        rt.last = Some(state);
+                    }
+                }
+                // The reload itself is confirmed; the next change reads everything.
+                Err(e) => {
+                    tracing::warn!(target = %self.name, error = %e, "could not read back what HAProxy runs after the reload")
+                }
+            }
         }
         Ok(report(Outcome::Reloaded { took, why }))
     }
 
     /// Makes HAProxy run `next` through the Runtime API, confirms it by reading back,
     /// and installs `text` (which describes `next`) for a later reload or restart.
-    async fn apply_runtime(&mut self, next: &RuntimeState, text: &str) -> Result<Outcome, String> {
+    async fn apply_runtime(&mut self, next: &RuntimeState) -> Result<Outcome, String> {
         let started = Instant::now();
         let rt = self.runtime.as_ref().expect("a runtime target");
         let api = Runtime {
@@ -407,6 +459,7 @@ impl Target {
         let mut touched = Touched::between(rt.last.as_ref(), next);
         // Servers left in maintenance for removal: try again.
         touched.backends.extend(rt.pending.iter().cloned());
+        tracing::trace!(target = %self.name, took = ?started.elapsed(), backends = touched.backends.len(), "compared");
         let running = api.read(&touched).await?;
         let commands = runtime::commands(&running, next, &touched)?;
         tracing::debug!(target = %self.name, commands = ?commands.iter().map(|c| &c.text).collect::<Vec<_>>(), "Runtime API");
@@ -428,11 +481,8 @@ impl Target {
         if deferred > 0 {
             tracing::info!(target = %self.name, servers = deferred, "removed servers still have connections: left in maintenance, deleted by a later change");
         }
-        self.write_patterns(next).map_err(|e| e.to_string())?;
-        atomic_write::install(&self.config.path, text.as_bytes())
-            .map_err(|e| format!("installing {}: {e}", self.config.path.display()))?;
+        tracing::trace!(target = %self.name, took = ?started.elapsed(), "commands sent and read back");
         if let Some(rt) = &mut self.runtime {
-            rt.last = Some(next.clone());
             rt.pending = pending;
         }
         Ok(Outcome::Runtime {
@@ -441,9 +491,48 @@ impl Target {
         })
     }
 
-    /// Writes the pattern files of `state` that differ from what they hold.
-    fn write_patterns(&self, state: &RuntimeState) -> Result<(), ApplyError> {
-        for (file, values) in &state.patterns {
+    /// Writes the file (and pattern files) of a Runtime API change, once it is published:
+    /// HAProxy runs it already, the file is for a later reload or restart. A crash
+    /// before this costs a read-back after the restart (the record of what runs is
+    /// older than the change), never a wrong status. Returns whether it wrote anything.
+    pub fn flush(&mut self) -> Result<bool, ApplyError> {
+        let Some((text, patterns)) = self.unflushed.take() else {
+            return Ok(false);
+        };
+        self.write_patterns(&patterns)?;
+        let hash = render::hash(&text);
+        self.install(&text, &hash)
+            .map_err(|e| self.fail("install", e))?;
+        Ok(true)
+    }
+
+    /// Installs `text` (whose hash is `hash`) at the target path, atomically.
+    fn install(&mut self, text: &str, hash: &str) -> std::io::Result<()> {
+        let path = &self.config.path;
+        atomic_write::install(path, text.as_bytes())?;
+        self.written = std::fs::metadata(path)
+            .and_then(|m| Ok((m.len(), m.modified()?, hash.to_string())))
+            .ok();
+        Ok(())
+    }
+
+    /// The hash of what the target file holds: remembered while its size and
+    /// modification time are those of this agent's last write, read and hashed
+    /// otherwise; None when there is no file.
+    fn on_disk_hash(&self) -> Option<String> {
+        let meta = std::fs::metadata(&self.config.path).ok()?;
+        if let Some((len, modified, hash)) = &self.written {
+            if meta.len() == *len && meta.modified().ok().as_ref() == Some(modified) {
+                return Some(hash.clone());
+            }
+        }
+        let content = std::fs::read(&self.config.path).ok()?;
+        Some(render::hash(&String::from_utf8_lossy(&content)))
+    }
+
+    /// Writes the pattern files that differ from what they hold.
+    fn write_patterns(&self, patterns: &Patterns) -> Result<(), ApplyError> {
+        for (file, values) in patterns {
             let content: String = values.iter().flat_map(|v| [v.as_str(), "\n"]).collect();
             let path = Path::new(file);
             if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {

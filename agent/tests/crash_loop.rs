@@ -166,7 +166,7 @@ async fn crash_loop(mode: &str) {
             unreachable!()
         };
         let running = h.admin("show servers state disco_app1");
-        for (name, server) in &state.backends["disco_app1"] {
+        for (name, server) in state.backends["disco_app1"].iter() {
             let line = running
                 .lines()
                 .find(|l| l.split_whitespace().nth(3) == Some(name.as_str()))

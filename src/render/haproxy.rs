@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::plan::{self, AppPlan, DarkMatch};
 use super::{header, Rendered, Serves};
 use crate::model::Mode;
+use crate::snapshot::App;
 use crate::validate::Address;
 use crate::Snapshot;
 
@@ -121,8 +123,9 @@ pub struct RuntimeState {
     /// [`structure()`] of the text: two files with equal structure differ only in what
     /// the Runtime API changes.
     pub structure: String,
-    /// Backend → server name → server.
-    pub backends: BTreeMap<String, BTreeMap<String, RuntimeServer>>,
+    /// Backend → server name → server (shared with the render cache: an unchanged
+    /// backend is the same allocation from one render to the next).
+    pub backends: BTreeMap<String, Arc<BTreeMap<String, RuntimeServer>>>,
     /// Pattern file → its values.
     pub patterns: BTreeMap<String, BTreeSet<String>>,
     /// The match kinds rendered per app: the [`Keep`] of the next render.
@@ -140,8 +143,9 @@ pub struct RuntimeServer {
     pub weight: u32,
 }
 
-/// The part of a rendered HAProxy file that only a reload changes: its SHA-256 over
-/// every line but server lines and pattern values.
+/// The part of rendered HAProxy text that only a reload changes: its SHA-256 over every
+/// line but server lines and pattern values. A file's structure hash
+/// ([`RuntimeState::structure`]) is the hash of its opening's and each app block's.
 pub fn structure(text: &str) -> String {
     let kept: String = text
         .lines()
@@ -175,37 +179,185 @@ pub fn haproxy_runtime(
     files: Option<&RuntimeFiles>,
     keep: &Keep,
 ) -> (Rendered, RuntimeState) {
-    let plan = plan::plan(snapshot);
-    let mut warnings = plan.warnings.clone();
-    let apps = plan::rendered_apps(&plan.apps, &mut warnings, |_| None);
-    for (app, _) in &apps {
-        if let Some(paths) = &app.checked.mixed_health_paths {
-            warnings.push(format!(
-                "{}: endpoints have different health paths ({paths}): checked by TCP connect only",
-                app.name
-            ));
-        }
+    haproxy_cached(
+        snapshot,
+        options,
+        files,
+        keep,
+        &mut RenderCache::default(),
+        None,
+    )
+}
+
+/// App blocks of earlier renders, reused when an app's record and kept match kinds are
+/// unchanged: a change to one app of a thousand renders one block, not a thousand.
+#[derive(Debug, Default)]
+pub struct RenderCache {
+    /// What the blocks were rendered with; anything else empties the cache.
+    setup: Option<(HaproxyOptions, Option<RuntimeFiles>)>,
+    apps: BTreeMap<String, CachedApp>,
+}
+
+/// One app, rendered.
+#[derive(Debug)]
+struct CachedApp {
+    /// The record it was rendered from, and the kinds kept for it.
+    app: App,
+    keep: BTreeSet<MatchKind>,
+    /// Why the whole app is left out (an invalid name or policy), if it is.
+    left_out: Option<String>,
+    listen: Option<Address>,
+    /// The plan's warnings, and the health-path one.
+    warnings: Vec<String>,
+    mixed: Option<String>,
+    /// Its frontend and backends.
+    block: String,
+    /// SHA-256 of the block's structure (see [`structure()`]).
+    structure: String,
+    /// Its part of the [`RuntimeState`].
+    part: RuntimeState,
+}
+
+/// [`haproxy_runtime()`], reusing (and refreshing) the blocks of `cache`. An app's
+/// block is reused when its record equals the cached one; with `changed` (the apps
+/// whose records may differ from the last render with this cache — the caller must
+/// name every one), an app not in it is reused without comparing records.
+pub fn haproxy_cached(
+    snapshot: &Snapshot,
+    options: &HaproxyOptions,
+    files: Option<&RuntimeFiles>,
+    keep: &Keep,
+    cache: &mut RenderCache,
+    changed: Option<&BTreeSet<String>>,
+) -> (Rendered, RuntimeState) {
+    let setup = (options.clone(), files.cloned());
+    if cache.setup.as_ref() != Some(&setup) {
+        cache.apps.clear();
+        cache.setup = Some(setup);
     }
+    cache
+        .apps
+        .retain(|name, _| snapshot.apps.contains_key(name));
+    let check = format!(
+        "check inter {} fall {} rise {}",
+        options.check_interval.as_millis(),
+        options.check_fall,
+        options.check_rise
+    );
+    let no_keep = BTreeSet::new();
+    let mut left_out = Vec::new();
+    let mut warnings = Vec::new();
+    let mut mixed = Vec::new();
     let mut state = RuntimeState {
-        check: format!(
-            "check inter {} fall {} rise {}",
-            options.check_interval.as_millis(),
-            options.check_fall,
-            options.check_rise
-        ),
+        check: check.clone(),
         ..RuntimeState::default()
     };
     let mut text = header();
-    let mut writer = Writer {
-        out: &mut text,
-        o: options,
-        files,
-        keep,
-        state: &mut state,
+    write_head(&mut text, options, files).expect("writing to a String cannot fail");
+    let mut structures = structure(&text);
+    let mut taken: BTreeMap<&Address, &str> = BTreeMap::new();
+    for (name, app) in &snapshot.apps {
+        let app_keep = if files.is_some() {
+            keep.get(name).unwrap_or(&no_keep)
+        } else {
+            &no_keep
+        };
+        let fresh = cache.apps.get(name).is_some_and(|c| {
+            c.keep == *app_keep && (changed.is_some_and(|d| !d.contains(name)) || c.app == *app)
+        });
+        if !fresh {
+            let rendered = render_app(name, app, app_keep, files, &check);
+            cache.apps.insert(name.clone(), rendered);
+        }
+    }
+    for name in snapshot.apps.keys() {
+        let c = &cache.apps[name];
+        if let Some(reason) = &c.left_out {
+            left_out.push(format!("app {name:?} left out: {reason}"));
+            continue;
+        }
+        let Some(listen) = &c.listen else {
+            warnings.push(format!(
+                "{name}: the policy has no listen address: not rendered"
+            ));
+            continue;
+        };
+        if let Some(first) = taken.get(listen) {
+            warnings.push(format!(
+                "{name}: listen address {listen} is already used by {first}: not rendered"
+            ));
+            continue;
+        }
+        taken.insert(listen, name);
+        warnings.extend(c.warnings.iter().cloned());
+        mixed.extend(c.mixed.iter().cloned());
+        text.push_str(&c.block);
+        structures.push_str(&c.structure);
+        state.backends.extend(c.part.backends.clone());
+        state.patterns.extend(c.part.patterns.clone());
+        state.kinds.extend(c.part.kinds.clone());
+    }
+    left_out.extend(warnings);
+    left_out.extend(mixed);
+    state.structure = super::hash(&structures);
+    (
+        Rendered {
+            text,
+            warnings: left_out,
+        },
+        state,
+    )
+}
+
+/// Plans and renders one app (whether or not it ends up in the file).
+fn render_app(
+    name: &str,
+    app: &App,
+    keep: &BTreeSet<MatchKind>,
+    files: Option<&RuntimeFiles>,
+    check: &str,
+) -> CachedApp {
+    let mut cached = CachedApp {
+        app: app.clone(),
+        keep: keep.clone(),
+        left_out: None,
+        listen: None,
+        warnings: Vec::new(),
+        mixed: None,
+        block: String::new(),
+        structure: String::new(),
+        part: RuntimeState::default(),
     };
-    writer.file(&apps).expect("writing to a String cannot fail");
-    state.structure = structure(&text);
-    (Rendered { text, warnings }, state)
+    let plan = match plan::plan_app(name, app) {
+        Ok(plan) => plan,
+        Err(reason) => {
+            cached.left_out = Some(reason);
+            return cached;
+        }
+    };
+    cached.warnings = plan.warnings.clone();
+    cached.mixed = plan.checked.mixed_health_paths.as_ref().map(|paths| {
+        format!(
+            "{name}: endpoints have different health paths ({paths}): checked by TCP connect only"
+        )
+    });
+    let Some(listen) = plan.listen.clone() else {
+        return cached;
+    };
+    let keep = Keep::from([(name.to_string(), keep.clone())]);
+    cached.part.check = check.to_string();
+    let mut writer = Writer {
+        out: &mut cached.block,
+        files,
+        keep: &keep,
+        state: &mut cached.part,
+    };
+    writer
+        .app(&plan, &listen)
+        .expect("writing to a String cannot fail");
+    cached.structure = structure(&cached.block);
+    cached.listen = Some(listen);
+    cached
 }
 
 /// What every server [`haproxy()`] renders for `snapshot` serves, by `(backend, server)`
@@ -237,53 +389,48 @@ pub fn servers(snapshot: &Snapshot) -> BTreeMap<(String, String), Serves> {
     out
 }
 
+/// The file's opening: its own `defaults` section.
+fn write_head(out: &mut String, o: &HaproxyOptions, files: Option<&RuntimeFiles>) -> fmt::Result {
+    writeln!(
+        out,
+        "# Load it after the main configuration: haproxy -f haproxy.cfg -f <this file>."
+    )?;
+    writeln!(out)?;
+    writeln!(out, "defaults disco")?;
+    writeln!(out, "    mode http")?;
+    writeln!(out, "    log global")?;
+    writeln!(
+        out,
+        "    timeout connect {}",
+        plan::duration(o.timeout_connect)
+    )?;
+    writeln!(
+        out,
+        "    timeout client {}",
+        plan::duration(o.timeout_client)
+    )?;
+    writeln!(
+        out,
+        "    timeout server {}",
+        plan::duration(o.timeout_server)
+    )?;
+    writeln!(out, "    retries {}", o.retries)?;
+    writeln!(out, "    option redispatch 1")?;
+    writeln!(out, "    default-server init-addr last,libc,none")?;
+    if files.is_some() {
+        writeln!(out, "    load-server-state-from-file local")?;
+    }
+    Ok(())
+}
+
 struct Writer<'w> {
     out: &'w mut String,
-    o: &'w HaproxyOptions,
     files: Option<&'w RuntimeFiles>,
     keep: &'w Keep,
     state: &'w mut RuntimeState,
 }
 
 impl Writer<'_> {
-    fn file(&mut self, apps: &[(&AppPlan, &Address)]) -> fmt::Result {
-        let o = self.o;
-        let out = &mut *self.out;
-        writeln!(
-            out,
-            "# Load it after the main configuration: haproxy -f haproxy.cfg -f <this file>."
-        )?;
-        writeln!(out)?;
-        writeln!(out, "defaults disco")?;
-        writeln!(out, "    mode http")?;
-        writeln!(out, "    log global")?;
-        writeln!(
-            out,
-            "    timeout connect {}",
-            plan::duration(o.timeout_connect)
-        )?;
-        writeln!(
-            out,
-            "    timeout client {}",
-            plan::duration(o.timeout_client)
-        )?;
-        writeln!(
-            out,
-            "    timeout server {}",
-            plan::duration(o.timeout_server)
-        )?;
-        writeln!(out, "    retries {}", o.retries)?;
-        writeln!(out, "    option redispatch 1")?;
-        writeln!(out, "    default-server init-addr last,libc,none")?;
-        if self.files.is_some() {
-            writeln!(out, "    load-server-state-from-file local")?;
-        }
-        for (app, listen) in apps {
-            self.app(app, listen)?;
-        }
-        Ok(())
-    }
-
     /// The match kinds of `app`'s frontend, each with its values (none when no dark
     /// canary uses it).
     fn kinds(&self, app: &AppPlan) -> BTreeMap<MatchKind, BTreeSet<String>> {
@@ -434,13 +581,16 @@ impl Writer<'_> {
         if let Some(files) = self.files {
             writeln!(out, "    server-state-file-name {}", files.state_file)?;
         }
-        let servers = self.state.backends.entry(name.to_string()).or_default();
+        let mut servers = BTreeMap::new();
         if app.registered.is_empty() {
             let what = if http {
                 "HAProxy answers 503"
             } else {
                 "connections are closed"
             };
+            self.state
+                .backends
+                .insert(name.to_string(), Arc::new(servers));
             return writeln!(out, "    # no registered endpoint: {what}");
         }
         if let Some(path) = app.checked.health_path {
@@ -478,6 +628,9 @@ impl Writer<'_> {
                 },
             );
         }
+        self.state
+            .backends
+            .insert(name.to_string(), Arc::new(servers));
         Ok(())
     }
 }
@@ -937,5 +1090,80 @@ mod tests {
             .contains(&"server-state-file-name /var/lib/disco/lb1.state".to_string()));
         // Without runtime files, none of it.
         assert!(!render(&APP1).text.contains("server-state"));
+    }
+
+    #[test]
+    fn the_cache_renders_what_a_fresh_render_does() {
+        let files = RuntimeFiles {
+            pattern_dir: "/p".into(),
+            state_file: "/s".into(),
+        };
+        let mut cache = RenderCache::default();
+        let mut kvs: Vec<(String, String)> = APP1
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        kvs.push((
+            "/disco/apps/app2/policy".into(),
+            r#"{"listen":"127.0.0.1:8081"}"#.into(),
+        ));
+        let keep_dark = Keep::from([(
+            "app1".to_string(),
+            BTreeSet::from([MatchKind::Header("X-Canary".into())]),
+        )]);
+        let none = Keep::new();
+        // (what, a key written, the kinds kept)
+        type Step<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a Keep);
+        let steps: Vec<Step> = vec![
+            ("first", None, &none),
+            (
+                "flip",
+                Some(("/disco/apps/app1/routes/instance2", "v2")),
+                &none,
+            ),
+            ("kept kind", None, &keep_dark),
+            (
+                "listen taken",
+                Some(("/disco/apps/app2/policy", r#"{"listen":"127.0.0.1:8080"}"#)),
+                &keep_dark,
+            ),
+            (
+                "invalid policy",
+                Some(("/disco/apps/app2/policy", "{")),
+                &keep_dark,
+            ),
+            (
+                "back",
+                Some(("/disco/apps/app2/policy", r#"{"listen":"127.0.0.1:8082"}"#)),
+                &none,
+            ),
+        ];
+        for (what, change, keep) in steps {
+            if let Some((k, v)) = change {
+                kvs.retain(|(key, _)| key != k);
+                kvs.push((k.to_string(), v.to_string()));
+            }
+            let snapshot = Snapshot::from_kvs(
+                &Keyspace::default(),
+                5,
+                kvs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            let options = HaproxyOptions::default();
+            let cached = haproxy_cached(&snapshot, &options, Some(&files), keep, &mut cache, None);
+            let fresh = haproxy_runtime(&snapshot, &options, Some(&files), keep);
+            assert_eq!(cached, fresh, "{what}");
+        }
+        // Other options: nothing stale.
+        let snapshot = Snapshot::from_kvs(&Keyspace::default(), 5, APP1);
+        let options = HaproxyOptions {
+            retries: 7,
+            ..HaproxyOptions::default()
+        };
+        let cached = haproxy_cached(&snapshot, &options, None, &Keep::new(), &mut cache, None);
+        assert_eq!(
+            cached,
+            haproxy_runtime(&snapshot, &options, None, &Keep::new())
+        );
+        assert!(!cached.0.text.contains("acl dark_0"));
     }
 }

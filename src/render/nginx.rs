@@ -304,6 +304,13 @@ fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions
             name
         }
     };
+    write_proxy(out, &pass, o)?;
+    writeln!(out, "    }}")?;
+    writeln!(out, "}}")
+}
+
+/// The `proxy_*` lines of a location that passes to `pass`.
+fn write_proxy(out: &mut String, pass: &str, o: &NginxOptions) -> fmt::Result {
     writeln!(out, "        proxy_pass http://{pass};")?;
     writeln!(out, "        proxy_http_version 1.1;")?;
     writeln!(out, "        proxy_set_header Connection \"\";")?;
@@ -335,9 +342,7 @@ fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions
         out,
         "        proxy_send_timeout {};",
         plan::duration(o.read_timeout)
-    )?;
-    writeln!(out, "    }}")?;
-    writeln!(out, "}}")
+    )
 }
 
 /// Writes `upstream <name>` unless no server takes traffic (nginx refuses an empty

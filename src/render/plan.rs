@@ -158,7 +158,7 @@ pub(crate) fn plan(snapshot: &Snapshot) -> Plan<'_> {
     plan
 }
 
-fn plan_app<'a>(name: &'a str, app: &'a App) -> Result<AppPlan<'a>, String> {
+pub(crate) fn plan_app<'a>(name: &'a str, app: &'a App) -> Result<AppPlan<'a>, String> {
     static NO_PERCENT: BTreeMap<String, u32> = BTreeMap::new();
     validate::name("app name", name).map_err(|e| e.to_string())?;
     let mut listen = None;
