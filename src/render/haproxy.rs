@@ -270,6 +270,7 @@ pub fn haproxy_cached(
             cache.apps.insert(name.clone(), rendered);
         }
     }
+    text.reserve(cache.apps.values().map(|c| c.block.len()).sum());
     for name in snapshot.apps.keys() {
         let c = &cache.apps[name];
         if let Some(reason) = &c.left_out {
