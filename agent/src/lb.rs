@@ -288,6 +288,7 @@ impl Lb {
         let has_stats = self.collector.is_enabled();
         let mut collect = false;
         let mut pending = false;
+        let mut stopping = false;
         loop {
             let hold_ends = self.guard.next_deadline();
             let retry_at = self.retry_at;
@@ -314,12 +315,16 @@ impl Lb {
                 _ = tokio::time::sleep_until(self.cache_saved_at.unwrap_or_else(Instant::now) + CACHE_INTERVAL), if self.cache_dirty => {
                     self.save_cache();
                 }
-                _ = stop.wait_for(|s| *s) => {
-                    if self.cache_dirty {
-                        self.save_cache();
-                    }
-                    return Ok(());
+                _ = stop.wait_for(|s| *s) => stopping = true,
+            }
+            if stopping {
+                for target in &mut self.targets {
+                    target.settle().await;
                 }
+                if self.cache_dirty {
+                    self.save_cache();
+                }
+                return Ok(());
             }
             if std::mem::take(&mut collect) {
                 self.collect_stats().await;
@@ -665,20 +670,7 @@ impl Lb {
         // Published: now the files of Runtime API changes, and the record of what runs.
         let mut flushed = false;
         for target in &mut self.targets {
-            match target.flush() {
-                Ok(wrote) => flushed |= wrote,
-                Err(e) => {
-                    tracing::error!(error = %e, "HAProxy runs the change, but its file could not be written; a reload or restart would lose it until the next change");
-                    self.shared
-                        .metrics
-                        .apply_failures
-                        .get_or_create(&FailureLabels {
-                            target: e.target.clone(),
-                            stage: e.stage.to_string(),
-                        })
-                        .inc();
-                }
-            }
+            flushed |= target.flush();
         }
         if flushed {
             self.save_loaded();

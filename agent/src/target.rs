@@ -24,6 +24,9 @@ use crate::atomic_write;
 use crate::config::{Kind, TargetConfig};
 use crate::loaded::Structure;
 
+/// A file as written: size, modification time, hash of the content.
+type Written = (u64, std::time::SystemTime, String);
+
 /// Pattern file → its values.
 type Patterns = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
 use crate::runtime::{self, Runtime, Touched};
@@ -110,10 +113,12 @@ pub struct Target {
     cache: render::haproxy::RenderCache,
     /// The file this agent wrote last: size, modification time and hash. While the
     /// file's metadata match, it is not read back to be hashed again.
-    written: Option<(u64, std::time::SystemTime, String)>,
+    written: Option<Written>,
     /// A Runtime API change confirmed and published but whose file (and pattern files)
     /// are not written yet: see [`Target::flush`].
     unflushed: Option<(String, Patterns)>,
+    /// The background write of the last one.
+    flushing: Option<tokio::task::JoinHandle<Result<Written, String>>>,
 }
 
 impl Target {
@@ -149,6 +154,7 @@ impl Target {
             cache: Default::default(),
             written: None,
             unflushed: None,
+            flushing: None,
         })
     }
 
@@ -308,6 +314,7 @@ impl Target {
         min_interval: Duration,
         changed: Option<&BTreeSet<String>>,
     ) -> Result<Report, ApplyError> {
+        self.settle().await;
         let t0 = Instant::now();
         let (rendered, state) = self.render(snapshot, changed)?;
         tracing::trace!(target = %self.name, took = ?t0.elapsed(), "rendered");
@@ -369,7 +376,7 @@ impl Target {
             return Ok(report(Outcome::Deferred { until }));
         }
         if let (Some(rt), Some(state)) = (&self.runtime, &state) {
-            self.write_patterns(&state.patterns)?;
+            write_patterns(&state.patterns).map_err(|e| self.fail("install", e))?;
             // A server that is down stays down in the new worker.
             let api = Runtime {
                 socket: &rt.socket,
@@ -397,7 +404,7 @@ impl Target {
                 .await
                 .map_err(|e| self.fail("validation", e))?;
         }
-        self.install(&rendered.text, &hash)
+        self.install(&rendered.text)
             .map_err(|e| self.fail("install", e))?;
         if let Some(argv) = check
             .as_ref()
@@ -495,24 +502,38 @@ impl Target {
     /// HAProxy runs it already, the file is for a later reload or restart. A crash
     /// before this costs a read-back after the restart (the record of what runs is
     /// older than the change), never a wrong status. Returns whether it wrote anything.
-    pub fn flush(&mut self) -> Result<bool, ApplyError> {
+    ///
+    /// The writing runs in the background (a 1.4 MB file with its fsyncs takes a few
+    /// ms); the next apply, and the agent's stop, wait for it first ([`Target::settle`]).
+    pub fn flush(&mut self) -> bool {
         let Some((text, patterns)) = self.unflushed.take() else {
-            return Ok(false);
+            return false;
         };
-        self.write_patterns(&patterns)?;
-        let hash = render::hash(&text);
-        self.install(&text, &hash)
-            .map_err(|e| self.fail("install", e))?;
-        Ok(true)
+        let path = self.config.path.clone();
+        self.flushing = Some(tokio::task::spawn_blocking(move || {
+            write_patterns(&patterns)?;
+            install_file(&path, &text).map_err(|e| format!("{}: {e}", path.display()))
+        }));
+        true
     }
 
-    /// Installs `text` (whose hash is `hash`) at the target path, atomically.
-    fn install(&mut self, text: &str, hash: &str) -> std::io::Result<()> {
-        let path = &self.config.path;
-        atomic_write::install(path, text.as_bytes())?;
-        self.written = std::fs::metadata(path)
-            .and_then(|m| Ok((m.len(), m.modified()?, hash.to_string())))
-            .ok();
+    /// Waits for the file of the last Runtime API change to be written.
+    pub async fn settle(&mut self) {
+        let Some(task) = self.flushing.take() else {
+            return;
+        };
+        match task.await {
+            Ok(Ok(written)) => self.written = Some(written),
+            Ok(Err(e)) => {
+                tracing::error!(target = %self.name, error = %e, "HAProxy runs the change, but its file could not be written; the next change writes it again");
+            }
+            Err(e) => tracing::error!(target = %self.name, error = %e, "writing the file failed"),
+        }
+    }
+
+    /// Installs `text` at the target path, atomically.
+    fn install(&mut self, text: &str) -> std::io::Result<()> {
+        self.written = Some(install_file(&self.config.path, text)?);
         Ok(())
     }
 
@@ -530,23 +551,6 @@ impl Target {
         Some(render::hash(&String::from_utf8_lossy(&content)))
     }
 
-    /// Writes the pattern files that differ from what they hold.
-    fn write_patterns(&self, patterns: &Patterns) -> Result<(), ApplyError> {
-        for (file, values) in patterns {
-            let content: String = values.iter().flat_map(|v| [v.as_str(), "\n"]).collect();
-            let path = Path::new(file);
-            if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {
-                continue;
-            }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| self.fail("install", e))?;
-            }
-            atomic_write::install(path, content.as_bytes())
-                .map_err(|e| self.fail("install", format!("{}: {e}", path.display())))?;
-        }
-        Ok(())
-    }
-
     /// Puts the previous file back (or removes a file that did not exist before).
     fn restore(&self, previous: &Option<Vec<u8>>) {
         let path = &self.config.path;
@@ -558,4 +562,28 @@ impl Target {
             tracing::error!(target = %self.name, path = %path.display(), error = %e, "could not restore the previous file");
         }
     }
+}
+
+/// Writes the pattern files that differ from what they hold.
+fn write_patterns(patterns: &Patterns) -> Result<(), String> {
+    for (file, values) in patterns {
+        let content: String = values.iter().flat_map(|v| [v.as_str(), "\n"]).collect();
+        let path = Path::new(file);
+        if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {
+            continue;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        atomic_write::install(path, content.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Installs `text` at `path` atomically; returns its size, modification time and hash.
+fn install_file(path: &Path, text: &str) -> std::io::Result<Written> {
+    atomic_write::install(path, text.as_bytes())?;
+    let m = std::fs::metadata(path)?;
+    Ok((m.len(), m.modified()?, render::hash(text)))
 }
