@@ -32,8 +32,8 @@ use disco::{Key, Keyspace};
 use disco_bench::{percentile, sibling, Proc};
 use disco_harness::Etcd;
 
-/// Spacing of the measured puts: longer than disco's default `max_delay` (250 ms), so
-/// every put takes the idle path of both tools.
+/// Spacing of the measured puts: long enough that every put takes the idle path of both
+/// tools (it was chosen above disco's former 250 ms `max_delay`; the default is now 0).
 const SPACING: Duration = Duration::from_millis(300);
 const BURST: usize = 200;
 /// Bound on waiting for any one thing a tool should do.
@@ -76,7 +76,7 @@ impl Tool {
                 let template = dir.join("servers.j2");
                 std::fs::write(&template, DISCO_TEMPLATE).unwrap();
                 let config = dir.join("agent.toml");
-                // max_delay is left at its default (250ms).
+                // max_delay is left at its default (0: no minimum interval between reloads).
                 std::fs::write(
                     &config,
                     format!(
