@@ -457,11 +457,7 @@ impl Lb {
             let key = match change {
                 disco::Change::Put { key, .. } | disco::Change::Delete { key, .. } => key,
             };
-            let app = key
-                .strip_prefix(apps.as_str())
-                .and_then(|rest| rest.split_once('/'))
-                .map(|(app, _)| app);
-            match (app, &mut self.changed) {
+            match (app_of(&apps, key), &mut self.changed) {
                 (Some(app), Some(changed)) => {
                     changed.insert(app.to_string());
                 }
@@ -760,5 +756,33 @@ impl Lb {
         if let Err(e) = crate::atomic_write::install(&path, &json) {
             tracing::warn!(path = %path.display(), error = %e, "could not save the snapshot cache");
         }
+    }
+}
+
+/// The app a key under `apps` (`<prefix>/apps/`) belongs to: its next path segment,
+/// when another segment follows it (`<prefix>/apps/<app>/...`).
+fn app_of<'k>(apps: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(apps)
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(app, _)| app)
+        .filter(|app| !app.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_names_its_app_or_none() {
+        let apps = "/disco/apps/";
+        assert_eq!(app_of(apps, "/disco/apps/app1/routes/i1"), Some("app1"));
+        assert_eq!(
+            app_of(apps, "/disco/apps/my.app-2/policy"),
+            Some("my.app-2")
+        );
+        // Not an app's key: every app counts as changed.
+        assert_eq!(app_of(apps, "/disco/apps/app1"), None);
+        assert_eq!(app_of(apps, "/disco/apps//policy"), None);
+        assert_eq!(app_of(apps, "/other/apps/app1/policy"), None);
     }
 }
