@@ -341,6 +341,9 @@ impl Target {
             return Ok(report(Outcome::Unchanged));
         }
         let mut why = None;
+        // A Runtime API change that failed half-way leaves HAProxy between two states:
+        // then the reload is not deferred.
+        let mut half_way = false;
         if let (Some(rt), Some(next)) = (&self.runtime, &state) {
             match &rt.loaded {
                 Some(loaded) if loaded.structure == next.structure => {
@@ -359,6 +362,7 @@ impl Target {
                             if let Some(rt) = &mut self.runtime {
                                 rt.last = None;
                             }
+                            half_way = true;
                             why = Some(e);
                         }
                     }
@@ -371,7 +375,7 @@ impl Target {
         if let Some(until) = self
             .last_reload_at
             .map(|at| at + min_interval)
-            .filter(|until| *until > now)
+            .filter(|until| *until > now && !half_way)
         {
             return Ok(report(Outcome::Deferred { until }));
         }
@@ -454,8 +458,8 @@ impl Target {
         Ok(report(Outcome::Reloaded { took, why }))
     }
 
-    /// Makes HAProxy run `next` through the Runtime API, confirms it by reading back,
-    /// and installs `text` (which describes `next`) for a later reload or restart.
+    /// Makes HAProxy run `next` through the Runtime API and confirms it by reading
+    /// back. The file that describes `next` is written later ([`Target::flush`]).
     async fn apply_runtime(&mut self, next: &RuntimeState) -> Result<Outcome, String> {
         let started = Instant::now();
         let rt = self.runtime.as_ref().expect("a runtime target");
