@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use disco::model::AgentStatus;
-use disco::store::{EtcdConfig, Store, Txn, TxnOp};
+use disco::store::{Store, Txn, TxnOp};
 use disco::{Key, Keyspace};
-use disco_bench::{only_target, percentile, sibling, Proc, StatusLog};
+use disco_bench::{only_target, percentile, sibling, store_for, Proc, StatusLog};
 use disco_harness::Etcd;
 
 /// Endpoints (slots) per app with `--apps N`.
@@ -346,11 +346,7 @@ async fn bench_target(
     burst: usize,
 ) -> Row {
     let etcd = Etcd::start();
-    let store = Store::new(EtcdConfig {
-        endpoints: etcd.endpoints(),
-        ..EtcdConfig::default()
-    })
-    .unwrap();
+    let store = store_for(&etcd);
     let ks = Keyspace::default();
     let dir = tempfile::tempdir().unwrap();
     let (seeded, slots) = seed(&store, &ks, apps).await;

@@ -27,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use disco::store::{EtcdConfig, Store, Txn, TxnOp};
+use disco::store::{Txn, TxnOp};
 use disco::{Key, Keyspace};
-use disco_bench::{percentile, sibling, Proc};
+use disco_bench::{percentile, sibling, store_for, Proc};
 use disco_harness::Etcd;
 
 /// Spacing of the measured puts: long enough that every put takes the idle path of both
@@ -302,14 +302,6 @@ fn rss_mib(pid: u32) -> f64 {
         })
         .unwrap_or(f64::NAN)
         / 1024.0
-}
-
-fn store_for(etcd: &Etcd) -> Store {
-    Store::new(EtcdConfig {
-        endpoints: etcd.endpoints(),
-        ..EtcdConfig::default()
-    })
-    .unwrap()
 }
 
 /// Waits until `path` holds `want` (read every 10 ms: start-up only).

@@ -153,3 +153,12 @@ impl Drop for StatusLog {
 pub fn only_target(s: &disco::model::AgentStatus) -> disco::model::TargetStatus {
     s.targets.values().next().cloned().unwrap_or_default()
 }
+
+/// A client of the benchmark's own etcd.
+pub fn store_for(etcd: &disco_harness::Etcd) -> disco::store::Store {
+    disco::store::Store::new(disco::store::EtcdConfig {
+        endpoints: etcd.endpoints(),
+        ..disco::store::EtcdConfig::default()
+    })
+    .expect("a client of the benchmark's etcd")
+}

@@ -10,9 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use disco::store::{EtcdConfig, Store};
 use disco::{Key, Keyspace};
-use disco_bench::{percentile, sibling, Proc};
+use disco_bench::{percentile, sibling, store_for, Proc};
 use disco_harness::{Etcd, Haproxy};
 
 const SLOTS: usize = 10;
@@ -68,11 +67,7 @@ fn target(kind: &str, dir: &Path, i: usize) -> (String, Option<Haproxy>) {
 /// of the HAProxy masters during them (None for template targets).
 async fn run(kind: &str, agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64>, Option<u64>) {
     let etcd = Etcd::start();
-    let store = Store::new(EtcdConfig {
-        endpoints: etcd.endpoints(),
-        ..EtcdConfig::default()
-    })
-    .unwrap();
+    let store = store_for(&etcd);
     let ks = Keyspace::default();
     store
         .put(

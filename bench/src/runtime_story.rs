@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use disco::model::AgentStatus;
-use disco::store::{EtcdConfig, Store, Txn, TxnOp, WatchSettings, WatchUpdate};
+use disco::store::{Store, Txn, TxnOp, WatchSettings, WatchUpdate};
 use disco::{Key, Keyspace};
-use disco_bench::{only_target, sibling, Proc, StatusLog};
+use disco_bench::{only_target, sibling, store_for, Proc, StatusLog};
 use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport};
 
 /// Bound on waiting for any one apply.
@@ -197,11 +197,7 @@ fn applied_by(s: &AgentStatus) -> String {
 
 async fn run() -> bool {
     let etcd = Etcd::start();
-    let store = Store::new(EtcdConfig {
-        endpoints: etcd.endpoints(),
-        ..EtcdConfig::default()
-    })
-    .unwrap();
+    let store = store_for(&etcd);
     let ks = Keyspace::default();
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());

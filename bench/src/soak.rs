@@ -11,9 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use disco::store::{EtcdConfig, Store};
 use disco::{Key, Keyspace};
-use disco_bench::{sibling, Proc};
+use disco_bench::{sibling, store_for, Proc};
 use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions};
 
 fn rss_mib(pid: u32) -> f64 {
@@ -67,11 +66,7 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
 
 async fn run(minutes: u64, change_every: Duration, restart_every: Duration) {
     let etcd = Etcd::start();
-    let store = Store::new(EtcdConfig {
-        endpoints: etcd.endpoints(),
-        ..EtcdConfig::default()
-    })
-    .unwrap();
+    let store = store_for(&etcd);
     let ks = Keyspace::default();
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
