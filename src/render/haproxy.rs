@@ -255,7 +255,7 @@ pub fn haproxy_cached(
     let mut text = header();
     write_head(&mut text, options, files).expect("writing to a String cannot fail");
     let mut structures = structure(&text);
-    let mut taken: BTreeMap<&Address, &str> = BTreeMap::new();
+    let mut listeners = plan::Listeners::default();
     for (name, app) in &snapshot.apps {
         let app_keep = if files.is_some() {
             keep.get(name).unwrap_or(&no_keep)
@@ -278,18 +278,12 @@ pub fn haproxy_cached(
             continue;
         }
         let Some(listen) = &c.listen else {
-            warnings.push(format!(
-                "{name}: the policy has no listen address: not rendered"
-            ));
+            warnings.push(plan::no_listen(name));
             continue;
         };
-        if let Some(first) = taken.get(listen) {
-            warnings.push(format!(
-                "{name}: listen address {listen} is already used by {first}: not rendered"
-            ));
+        if !listeners.claim(name, listen, &mut warnings) {
             continue;
         }
-        taken.insert(listen, name);
         warnings.extend(c.warnings.iter().cloned());
         mixed.extend(c.mixed.iter().cloned());
         text.push_str(&c.block);

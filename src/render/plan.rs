@@ -105,6 +105,31 @@ pub(crate) enum DarkMatch<'a> {
     Network(String),
 }
 
+/// The warning for an app whose policy has no listen address.
+pub(crate) fn no_listen(app: &str) -> String {
+    format!("{app}: the policy has no listen address: not rendered")
+}
+
+/// The listen addresses taken so far in one file: the first app to claim one gets it.
+#[derive(Default)]
+pub(crate) struct Listeners<'a> {
+    taken: BTreeMap<&'a Address, &'a str>,
+}
+
+impl<'a> Listeners<'a> {
+    /// Gives `listen` to `app` unless an earlier app has it (then says so in `warnings`).
+    pub fn claim(&mut self, app: &'a str, listen: &'a Address, warnings: &mut Vec<String>) -> bool {
+        if let Some(first) = self.taken.get(listen) {
+            warnings.push(format!(
+                "{app}: listen address {listen} is already used by {first}: not rendered"
+            ));
+            return false;
+        }
+        self.taken.insert(listen, app);
+        true
+    }
+}
+
 /// The apps a proxy renders, with their listen address: those that have one, that
 /// `skip` does not refuse, and whose address no earlier app took. Every app left out
 /// gets a warning; every app rendered brings its own warnings along.
@@ -113,28 +138,20 @@ pub(crate) fn rendered_apps<'p, 'a>(
     warnings: &mut Vec<String>,
     skip: impl Fn(&AppPlan<'a>) -> Option<String>,
 ) -> Vec<(&'p AppPlan<'a>, &'p Address)> {
-    let mut taken: BTreeMap<&Address, &str> = BTreeMap::new();
+    let mut listeners = Listeners::default();
     let mut rendered = Vec::new();
     for app in apps {
         let Some(listen) = &app.listen else {
-            warnings.push(format!(
-                "{}: the policy has no listen address: not rendered",
-                app.name
-            ));
+            warnings.push(no_listen(app.name));
             continue;
         };
         if let Some(reason) = skip(app) {
             warnings.push(reason);
             continue;
         }
-        if let Some(first) = taken.get(listen) {
-            warnings.push(format!(
-                "{}: listen address {listen} is already used by {first}: not rendered",
-                app.name
-            ));
+        if !listeners.claim(app.name, listen, warnings) {
             continue;
         }
-        taken.insert(listen, app.name);
         warnings.extend(app.warnings.iter().cloned());
         rendered.push((app, listen));
     }
