@@ -93,35 +93,61 @@ impl Command {
     }
 }
 
+/// Where the fields `show servers state` (format version 1) are, by column name.
+struct Columns {
+    be: usize,
+    srv: usize,
+    addr: usize,
+    admin: usize,
+    uweight: usize,
+    port: usize,
+}
+
+impl Columns {
+    /// The columns of `answer`'s header, and its server lines.
+    fn of(answer: &str) -> Result<(Columns, std::str::Lines<'_>), String> {
+        let mut lines = answer.lines();
+        if lines.next().map(str::trim) != Some("1") {
+            return Err(format!(
+                "unexpected answer to `show servers state`: {:?}",
+                answer.chars().take(200).collect::<String>()
+            ));
+        }
+        let header: Vec<&str> = match lines.next().and_then(|l| l.strip_prefix("# ")) {
+            Some(h) => h.split_whitespace().collect(),
+            None => return Err("`show servers state`: no header line".into()),
+        };
+        let column = |name: &str| {
+            header
+                .iter()
+                .position(|c| *c == name)
+                .ok_or_else(|| format!("`show servers state`: no column {name}"))
+        };
+        let columns = Columns {
+            be: column("be_name")?,
+            srv: column("srv_name")?,
+            addr: column("srv_addr")?,
+            admin: column("srv_admin_state")?,
+            uweight: column("srv_uweight")?,
+            port: column("srv_port")?,
+        };
+        Ok((columns, lines))
+    }
+}
+
 /// Parses `show servers state [<backend>]` (format version 1), by column name.
 pub fn parse_servers_state(
     answer: &str,
 ) -> Result<BTreeMap<String, BTreeMap<String, RunningServer>>, String> {
-    let mut lines = answer.lines();
-    if lines.next().map(str::trim) != Some("1") {
-        return Err(format!(
-            "unexpected answer to `show servers state`: {:?}",
-            answer.chars().take(200).collect::<String>()
-        ));
-    }
-    let header: Vec<&str> = match lines.next().and_then(|l| l.strip_prefix("# ")) {
-        Some(h) => h.split_whitespace().collect(),
-        None => return Err("`show servers state`: no header line".into()),
-    };
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| format!("`show servers state`: no column {name}"))
-    };
-    let (be, srv, addr, admin, uweight, port) = (
-        column("be_name")?,
-        column("srv_name")?,
-        column("srv_addr")?,
-        column("srv_admin_state")?,
-        column("srv_uweight")?,
-        column("srv_port")?,
-    );
+    let (columns, lines) = Columns::of(answer)?;
+    let Columns {
+        be,
+        srv,
+        addr,
+        admin,
+        uweight,
+        port,
+    } = columns;
     let mut out: BTreeMap<String, BTreeMap<String, RunningServer>> = BTreeMap::new();
     for line in lines {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -259,24 +285,21 @@ impl Runtime<'_> {
 /// current weight and no maintenance.
 pub fn state_for(answer: &str, next: &RuntimeState) -> Result<String, String> {
     parse_servers_state(answer)?;
-    let mut lines = answer.lines();
+    let (
+        Columns {
+            be,
+            srv,
+            admin,
+            uweight,
+            ..
+        },
+        lines,
+    ) = Columns::of(answer)?;
     let mut out = String::with_capacity(answer.len());
-    let version = lines.next().unwrap_or_default();
-    let header = lines.next().unwrap_or_default();
-    out.push_str(version);
-    out.push('\n');
-    out.push_str(header);
-    out.push('\n');
-    let columns: Vec<&str> = header.trim_start_matches("# ").split_whitespace().collect();
-    let at = |name: &str| columns.iter().position(|c| *c == name);
-    let (Some(be), Some(srv), Some(admin), Some(uweight)) = (
-        at("be_name"),
-        at("srv_name"),
-        at("srv_admin_state"),
-        at("srv_uweight"),
-    ) else {
-        return Err("`show servers state`: missing columns".into());
-    };
+    for line in answer.lines().take(2) {
+        out.push_str(line);
+        out.push('\n');
+    }
     for line in lines {
         let mut fields: Vec<&str> = line.split_whitespace().collect();
         let weight = fields

@@ -23,13 +23,13 @@ use tokio::time::Instant;
 use crate::atomic_write;
 use crate::config::{Kind, TargetConfig};
 use crate::loaded::Structure;
+use crate::runtime::{self, Runtime, Touched};
 
 /// A file as written: size, modification time, hash of the content.
 type Written = (u64, std::time::SystemTime, String);
 
 /// Pattern file → its values.
-type Patterns = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
-use crate::runtime::{self, Runtime, Touched};
+type Patterns = std::collections::BTreeMap<String, BTreeSet<String>>;
 
 /// Where an apply failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ struct RuntimeApi {
     /// backend back before changing it.
     last: Option<RuntimeState>,
     /// Backends with a removed server left in maintenance (it still had connections).
-    pending: std::collections::BTreeSet<String>,
+    pending: BTreeSet<String>,
 }
 
 /// A target with what it has installed.
@@ -208,24 +208,23 @@ impl Target {
     ) -> Result<(Rendered, Option<RuntimeState>), ApplyError> {
         let effective = self.effective(snapshot);
         let snapshot = effective.as_ref();
-        if self.config.kind == Kind::Haproxy {
-            let empty = Keep::new();
-            let rt = self.runtime.as_ref();
-            let keep = rt
-                .and_then(|rt| rt.loaded.as_ref())
-                .map_or(&empty, |l| &l.kinds);
-            let (rendered, state) = render::haproxy::haproxy_cached(
-                snapshot,
-                &HaproxyOptions::default(),
-                rt.map(|rt| &rt.files),
-                keep,
-                &mut self.cache,
-                changed,
-            );
-            return Ok((rendered, rt.map(|_| state)));
-        }
-        let rendered = match self.config.kind {
-            Kind::Haproxy => unreachable!("rendered above"),
+        match self.config.kind {
+            Kind::Haproxy => {
+                let empty = Keep::new();
+                let rt = self.runtime.as_ref();
+                let keep = rt
+                    .and_then(|rt| rt.loaded.as_ref())
+                    .map_or(&empty, |l| &l.kinds);
+                let (rendered, state) = render::haproxy::haproxy_cached(
+                    snapshot,
+                    &HaproxyOptions::default(),
+                    rt.map(|rt| &rt.files),
+                    keep,
+                    &mut self.cache,
+                    changed,
+                );
+                Ok((rendered, rt.map(|_| state)))
+            }
             Kind::Nginx => {
                 let options = NginxOptions {
                     access_log: self
@@ -235,14 +234,14 @@ impl Target {
                         .map(|p| p.display().to_string()),
                     ..NginxOptions::default()
                 };
-                Ok(render::nginx(snapshot, &options))
+                Ok((render::nginx(snapshot, &options), None))
             }
             Kind::Template => {
                 render::template(snapshot, self.template.as_deref().unwrap_or_default())
+                    .map(|rendered| (rendered, None))
                     .map_err(|e| self.fail("render", e))
             }
-        }?;
-        Ok((rendered, None))
+        }
     }
 
     fn check_argv(&self) -> Option<Vec<String>> {
@@ -438,13 +437,12 @@ impl Target {
             // Verify, don't assume: what the new worker runs, read back, corrected
             // through the Runtime API if it differs.
             match self.apply_runtime(&state).await {
-                Ok(Outcome::Runtime { commands, .. }) if commands > 0 => {
-                    tracing::warn!(target = %self.name, commands, "after the reload HAProxy ran something else than the file; corrected through the Runtime API");
-                    if let Some(rt) = &mut self.runtime {
-                        rt.last = Some(state);
+                Ok(outcome) => {
+                    if let Outcome::Runtime { commands, .. } = outcome {
+                        if commands > 0 {
+                            tracing::warn!(target = %self.name, commands, "after the reload HAProxy ran something else than the file; corrected through the Runtime API");
+                        }
                     }
-                }
-                Ok(_) => {
                     if let Some(rt) = &mut self.runtime {
                         rt.last = Some(state);
                     }
