@@ -150,8 +150,14 @@ pub async fn wait(
             kvs.into_iter().map(|kv| (kv.key, kv.value)),
         ))
     };
-    let mut agents = read().await?;
-    let mut watch = store.watch(&ks.agents(), agents.revision + 1, WatchSettings::default());
+    // The watch reads the statuses once it is open (see `Store::watch`): a status
+    // written while it opens is in that read or among its changes, at once.
+    let mut watch = store.watch(&ks.agents(), 0, WatchSettings::default());
+    let mut agents = match watch.recv().await {
+        Some(WatchUpdate::Initial { revision, kvs }) => Snapshot::from_kvs(ks, revision, kvs),
+        // The error as a read reports it; then the re-reads carry the wait.
+        _ => read().await?,
+    };
     let mut reread = tokio::time::interval_at(
         Instant::now() + Duration::from_secs(1),
         Duration::from_secs(1),
@@ -175,7 +181,7 @@ pub async fn wait(
                 Some(WatchUpdate::Changes { revision: at, changes }) if at > agents.revision => {
                     agents.apply(ks, at, changes);
                 }
-                Some(WatchUpdate::Resync { revision: at, kvs, .. }) if at > agents.revision => {
+                Some(WatchUpdate::Initial { revision: at, kvs } | WatchUpdate::Resync { revision: at, kvs, .. }) if at > agents.revision => {
                     agents = Snapshot::from_kvs(ks, at, kvs);
                 }
                 Some(_) => {}

@@ -613,10 +613,11 @@ impl Store {
     /// Watches every key under `prefix`, starting at `start_revision` (normally the
     /// revision of the last read + 1). The watch runs until the receiver is dropped.
     ///
-    /// With `start_revision` 0 the prefix is read first and delivered as
-    /// [`WatchUpdate::Initial`] (retried with backoff, a [`WatchUpdate::Disconnected`]
-    /// per failed attempt), and the watch starts after it: one stream for the initial
-    /// state, the changes and the reconnections.
+    /// With `start_revision` 0 the watch is opened at etcd's next revision, then the
+    /// prefix is read and delivered as [`WatchUpdate::Initial`] (retried with backoff, a
+    /// [`WatchUpdate::Disconnected`] per failed attempt), and the changes after that
+    /// read follow: one stream for the initial state, the changes and the
+    /// reconnections, with no gap and no event delivered twice.
     pub fn watch(
         &self,
         prefix: &str,
@@ -639,30 +640,6 @@ impl Store {
     ) {
         let mut next = start_revision;
         let mut backoff = settings.min_backoff;
-        while next == 0 {
-            match self.get_prefix(&prefix, None).await {
-                Ok((revision, kvs)) => {
-                    let kvs = kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
-                    if tx
-                        .send(WatchUpdate::Initial { revision, kvs })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    next = revision + 1;
-                }
-                Err(e) => {
-                    let error = e.to_string();
-                    if tx.send(WatchUpdate::Disconnected { error }).await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(settings.max_backoff);
-                }
-            }
-        }
-        backoff = settings.min_backoff;
         loop {
             if tx.is_closed() {
                 return;
@@ -731,6 +708,50 @@ impl Store {
                 };
             }
         };
+        // Without a start revision the watch starts at etcd's next revision, and then the
+        // prefix is read: events at or below the read's revision are in it. (The other
+        // order, a read and then a watch from the revision after it, makes a watch that
+        // starts in the past whenever anything was written in between, and etcd sends
+        // such a watch its events only on its next sync, up to 100 ms later.)
+        let mut in_initial = 0;
+        if *next == 0 {
+            match tokio::time::timeout(self.inner.config.request_timeout, stream.message()).await {
+                Ok(Ok(Some(resp))) if resp.created() => {}
+                Ok(Ok(Some(_))) => {
+                    return WatchEnd::Reconnect {
+                        error: format!("{endpoint}: the watch answered before it was created"),
+                        healthy: false,
+                    }
+                }
+                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                    self.failed(generation).await;
+                    return WatchEnd::Reconnect {
+                        error: format!("{endpoint}: the watch was not created"),
+                        healthy: false,
+                    };
+                }
+            }
+            match self.get_prefix(prefix, None).await {
+                Ok((revision, kvs)) => {
+                    let kvs = kvs.into_iter().map(|kv| (kv.key, kv.value)).collect();
+                    if tx
+                        .send(WatchUpdate::Initial { revision, kvs })
+                        .await
+                        .is_err()
+                    {
+                        return WatchEnd::ReceiverGone;
+                    }
+                    *next = revision + 1;
+                    in_initial = revision;
+                }
+                Err(e) => {
+                    return WatchEnd::Reconnect {
+                        error: e.to_string(),
+                        healthy: false,
+                    }
+                }
+            }
+        }
         if tx.send(WatchUpdate::Live).await.is_err() {
             return WatchEnd::ReceiverGone;
         }
@@ -782,8 +803,8 @@ impl Store {
                         continue;
                     }
                     let mut revision = *next - 1;
-                    let changes = resp.events().iter().filter_map(|event| {
-                        let kv = event.kv()?;
+                    let changes: Vec<Change> = resp.events().iter().filter_map(|event| {
+                        let kv = event.kv().filter(|kv| kv.mod_revision() > in_initial)?;
                         revision = revision.max(kv.mod_revision());
                         let key = String::from_utf8_lossy(kv.key()).into_owned();
                         Some(match event.event_type() {
@@ -791,6 +812,9 @@ impl Store {
                             EventType::Delete => Change::Delete { key, lease: event.prev_kv().map_or(0, |kv| kv.lease()) },
                         })
                     }).collect();
+                    if changes.is_empty() {
+                        continue;
+                    }
                     if tx.send(WatchUpdate::Changes { revision, changes }).await.is_err() {
                         return WatchEnd::ReceiverGone;
                     }

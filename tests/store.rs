@@ -281,3 +281,82 @@ async fn a_cluster_with_one_member_down_keeps_serving() {
     )
     .await;
 }
+
+/// A watch from now (start revision 0) opened while writes go on: its initial read and
+/// its changes add up to etcd's state, with no write missing and none delivered twice
+/// (each key's values only go up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_now_has_no_gap_and_no_repeat_while_writes_go_on() {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let prefix = "/disco/test/";
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..400u32 {
+                let key = format!("{prefix}k{}", i % 7);
+                store.put(&key, i.to_string(), None).await.unwrap();
+            }
+        })
+    };
+    // Open it mid-stream.
+    wait_for_async("the first writes", Duration::from_secs(30), || async {
+        (store.get_prefix(prefix, None).await.unwrap().1.len() == 7).then_some(())
+    })
+    .await;
+    let mut rx = store.watch(prefix, 0, fast_watch());
+    let mut seen: std::collections::BTreeMap<String, u32> = Default::default();
+    let mut at = 0;
+    let take = |key: String, value: &[u8], seen: &mut std::collections::BTreeMap<String, u32>| {
+        let value: u32 = std::str::from_utf8(value).unwrap().parse().unwrap();
+        if let Some(before) = seen.insert(key.clone(), value) {
+            assert!(
+                value > before,
+                "{key}: {value} after {before}: delivered twice"
+            );
+        }
+    };
+    let last = loop {
+        let update = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("no watch update within 30s")
+            .expect("watch ended");
+        match update {
+            WatchUpdate::Initial { revision, kvs } => {
+                assert_eq!(at, 0, "one initial read");
+                at = revision;
+                for (k, v) in kvs {
+                    take(k, &v, &mut seen);
+                }
+            }
+            WatchUpdate::Changes { revision, changes } => {
+                assert!(at > 0 && revision > at, "changes after the initial read");
+                at = revision;
+                for change in changes {
+                    match change {
+                        disco::Change::Put { key, value } => take(key, &value, &mut seen),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+            WatchUpdate::Live => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        if writer.is_finished() {
+            let (revision, kvs) = store.get_prefix(prefix, None).await.unwrap();
+            if at >= revision {
+                break kvs;
+            }
+        }
+    };
+    let want: std::collections::BTreeMap<String, u32> = last
+        .into_iter()
+        .map(|kv| {
+            (
+                kv.key,
+                String::from_utf8(kv.value).unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, want);
+}
