@@ -72,7 +72,9 @@ pub fn name(what: &'static str, s: &str) -> Result<(), Invalid> {
 }
 
 /// The host part of an address.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Host {
     /// An IPv4 address.
     V4(Ipv4Addr),
@@ -83,7 +85,7 @@ pub enum Host {
 }
 
 /// A validated `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Address {
     /// The host.
     pub host: Host,

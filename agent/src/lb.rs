@@ -295,6 +295,7 @@ impl Lb {
             tokio::select! {
                 update = updates.recv() => {
                     let Some(update) = update else { anyhow::bail!("etcd watch ended") };
+                    tracing::trace!("watch update");
                     pending |= self.take(update);
                     // Everything that is already queued goes into the same apply.
                     while let Ok(update) = updates.try_recv() {
@@ -663,6 +664,10 @@ impl Lb {
             status.last_error = Some(errors.join("; "));
         }
         let _ = self.publish.send(Some(status.clone()));
+        // The publisher was woken on this thread and would otherwise wait until this
+        // apply returns (tokio runs a task woken by the running one next, on the same
+        // thread): let it send the status to etcd before the files are written.
+        tokio::task::yield_now().await;
         // Published: now the files of Runtime API changes, and the record of what runs.
         let mut flushed = false;
         for target in &mut self.targets {

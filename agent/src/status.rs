@@ -56,8 +56,11 @@ pub fn spawn(
                 }
             };
             let json = serde_json::to_vec(&status).expect("status serializes");
+            let started = tokio::time::Instant::now();
+            let bytes = json.len();
             match store.put(&key, json, Some(id)).await {
                 Ok(_) => {
+                    tracing::trace!(revision = status.applied_revision, bytes, took = ?started.elapsed(), "status written");
                     dirty = false;
                     written_tx.send_modify(|n| *n += 1);
                 }

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use disco::render::haproxy::{Keep, RuntimeFiles, RuntimeState};
@@ -106,6 +107,9 @@ pub struct Target {
     /// `loaded.rs`). None: unknown, and the next apply validates, installs and reloads
     /// whatever the file.
     pub installed_hash: Option<String>,
+    /// That content, when this process installed it: an unchanged render is then told
+    /// by comparing texts, without hashing a file of a megabyte or more.
+    installed_text: Option<Arc<String>>,
     runtime: Option<RuntimeApi>,
     /// When the last reload started.
     last_reload_at: Option<Instant>,
@@ -116,7 +120,7 @@ pub struct Target {
     written: Option<Written>,
     /// A Runtime API change confirmed and published but whose file (and pattern files)
     /// are not written yet: see [`Target::flush`].
-    unflushed: Option<(String, Patterns)>,
+    unflushed: Option<(Arc<String>, String, Patterns)>,
     /// The background write of the last one.
     flushing: Option<tokio::task::JoinHandle<Result<Written, String>>>,
 }
@@ -149,6 +153,7 @@ impl Target {
             name,
             template,
             installed_hash: None,
+            installed_text: None,
             runtime,
             last_reload_at: None,
             cache: Default::default(),
@@ -161,6 +166,7 @@ impl Target {
     /// Takes what an earlier run recorded as loaded (see `loaded.rs`).
     pub fn set_loaded(&mut self, hash: Option<String>, structure: Option<Structure>) {
         self.installed_hash = hash;
+        self.installed_text = None;
         if let Some(rt) = &mut self.runtime {
             rt.loaded = structure;
         }
@@ -322,23 +328,30 @@ impl Target {
             outcome,
             warnings: warnings.clone(),
         };
-        let hash = render::hash(&rendered.text);
+        let text = Arc::new(rendered.text);
         let path = self.config.path.clone();
         // Unchanged only if the proxy was confirmed to run this content AND the file
         // still holds it: a file on disk alone proves nothing (an agent killed before
         // its reload installed it), and a file removed or edited by hand is rewritten.
         let on_disk = self.on_disk_hash();
-        tracing::trace!(target = %self.name, took = ?t0.elapsed(), "hashed, and the file's hash known");
+        let runs_it = match &self.installed_text {
+            Some(installed) => **installed == *text,
+            None => self.installed_hash.as_ref() == Some(&render::hash(&text)),
+        };
+        tracing::trace!(target = %self.name, took = ?t0.elapsed(), "compared with what runs, and the file's hash known");
         let pending = self
             .runtime
             .as_ref()
             .is_some_and(|rt| !rt.pending.is_empty());
-        if self.installed_hash.as_deref() == Some(hash.as_str())
-            && on_disk.as_ref() == Some(&hash)
-            && !pending
-        {
+        if runs_it && on_disk.is_some() && on_disk == self.installed_hash && !pending {
             return Ok(report(Outcome::Unchanged));
         }
+        // The new content's hash, computed on another thread while the Runtime API
+        // change goes out.
+        let hashing = {
+            let text = text.clone();
+            tokio::task::spawn_blocking(move || render::hash(&text))
+        };
         let mut why = None;
         // A Runtime API change that failed half-way leaves HAProxy between two states:
         // then the reload is not deferred.
@@ -349,8 +362,10 @@ impl Target {
                     match self.apply_runtime(next).await {
                         Ok(outcome) => {
                             let next = state.expect("a runtime state");
-                            self.installed_hash = Some(hash);
-                            self.unflushed = Some((rendered.text, next.patterns.clone()));
+                            let hash = hashing.await.map_err(|e| self.fail("install", e))?;
+                            self.installed_hash = Some(hash.clone());
+                            self.installed_text = Some(text.clone());
+                            self.unflushed = Some((text, hash, next.patterns.clone()));
                             if let Some(rt) = &mut self.runtime {
                                 rt.last = Some(next);
                             }
@@ -392,6 +407,7 @@ impl Target {
             }
         }
         self.unflushed = None;
+        let hash = hashing.await.map_err(|e| self.fail("install", e))?;
         let previous = std::fs::read(&path).ok();
         let check = self.check_argv();
         let timeout = self.config.timeout;
@@ -400,14 +416,14 @@ impl Target {
             .as_ref()
             .filter(|a| a.iter().any(|s| s.contains("{staged}")))
         {
-            let staged = atomic_write::stage(&path, rendered.text.as_bytes())
-                .map_err(|e| self.fail("stage", e))?;
+            let staged =
+                atomic_write::stage(&path, text.as_bytes()).map_err(|e| self.fail("stage", e))?;
             let staged_path = staged.path().display().to_string();
             crate::command::run(argv, Some(&staged_path), timeout)
                 .await
                 .map_err(|e| self.fail("validation", e))?;
         }
-        self.install(&rendered.text)
+        self.install(&text, &hash)
             .map_err(|e| self.fail("install", e))?;
         if let Some(argv) = check
             .as_ref()
@@ -427,6 +443,7 @@ impl Target {
             return Err(self.fail("reload", e));
         }
         self.installed_hash = Some(hash);
+        self.installed_text = Some(text);
         if let (Some(rt), Some(state)) = (&mut self.runtime, state) {
             rt.loaded = Some(Structure {
                 structure: state.structure.clone(),
@@ -508,13 +525,13 @@ impl Target {
     /// The writing runs in the background (a 1.4 MB file with its fsyncs takes a few
     /// ms); the next apply, and the agent's stop, wait for it first ([`Target::settle`]).
     pub fn flush(&mut self) -> bool {
-        let Some((text, patterns)) = self.unflushed.take() else {
+        let Some((text, hash, patterns)) = self.unflushed.take() else {
             return false;
         };
         let path = self.config.path.clone();
         self.flushing = Some(tokio::task::spawn_blocking(move || {
             write_patterns(&patterns)?;
-            install_file(&path, &text).map_err(|e| format!("{}: {e}", path.display()))
+            install_file(&path, &text, hash).map_err(|e| format!("{}: {e}", path.display()))
         }));
         true
     }
@@ -533,9 +550,9 @@ impl Target {
         }
     }
 
-    /// Installs `text` at the target path, atomically.
-    fn install(&mut self, text: &str) -> std::io::Result<()> {
-        self.written = Some(install_file(&self.config.path, text)?);
+    /// Installs `text` (whose hash is `hash`) at the target path, atomically.
+    fn install(&mut self, text: &str, hash: &str) -> std::io::Result<()> {
+        self.written = Some(install_file(&self.config.path, text, hash.to_string())?);
         Ok(())
     }
 
@@ -583,9 +600,10 @@ fn write_patterns(patterns: &Patterns) -> Result<(), String> {
     Ok(())
 }
 
-/// Installs `text` at `path` atomically; returns its size, modification time and hash.
-fn install_file(path: &Path, text: &str) -> std::io::Result<Written> {
+/// Installs `text` (whose hash is `hash`) at `path` atomically; returns its size,
+/// modification time and hash.
+fn install_file(path: &Path, text: &str, hash: String) -> std::io::Result<Written> {
     atomic_write::install(path, text.as_bytes())?;
     let m = std::fs::metadata(path)?;
-    Ok((m.len(), m.modified()?, render::hash(text)))
+    Ok((m.len(), m.modified()?, hash))
 }

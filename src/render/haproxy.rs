@@ -195,6 +195,8 @@ pub fn haproxy_runtime(
 pub struct RenderCache {
     /// What the blocks were rendered with; anything else empties the cache.
     setup: Option<(HaproxyOptions, Option<RuntimeFiles>)>,
+    /// The kinds kept at the last render.
+    keep: Keep,
     apps: BTreeMap<String, CachedApp>,
 }
 
@@ -231,13 +233,11 @@ pub fn haproxy_cached(
     changed: Option<&BTreeSet<String>>,
 ) -> (Rendered, RuntimeState) {
     let setup = (options.clone(), files.cloned());
-    if cache.setup.as_ref() != Some(&setup) {
+    let warm = cache.setup.as_ref() == Some(&setup);
+    if !warm {
         cache.apps.clear();
         cache.setup = Some(setup);
     }
-    cache
-        .apps
-        .retain(|name, _| snapshot.apps.contains_key(name));
     let check = format!(
         "check inter {} fall {} rise {}",
         options.check_interval.as_millis(),
@@ -245,6 +245,70 @@ pub fn haproxy_cached(
         options.check_rise
     );
     let no_keep = BTreeSet::new();
+    let app_keep = |name: &str| {
+        if files.is_some() {
+            keep.get(name).unwrap_or(&no_keep)
+        } else {
+            &no_keep
+        }
+    };
+    // Renders `name` unless its cached block is fresh: same kinds kept, and the same
+    // record (taken as the same when `changed` does not name the app).
+    let refresh = |cache: &mut RenderCache, name: &String, app: &App| {
+        let app_keep = app_keep(name);
+        let fresh = cache.apps.get(name).is_some_and(|c| {
+            c.keep == *app_keep && (changed.is_some_and(|d| !d.contains(name)) || c.app == *app)
+        });
+        if !fresh {
+            let rendered = render_app(name, app, app_keep, files, &check);
+            cache.apps.insert(name.clone(), rendered);
+        }
+    };
+    // The apps whose kept kinds changed since the last render.
+    let rekept: BTreeSet<String> = if files.is_some() && cache.keep != *keep {
+        keep.keys()
+            .chain(cache.keep.keys())
+            .filter(|app| keep.get(*app) != cache.keep.get(*app))
+            .cloned()
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    cache.keep.clone_from(keep);
+    match changed.filter(|_| warm) {
+        // Only the apps named (or whose kept kinds changed) can differ: a thousand
+        // apps cost nothing each, not a render or a comparison of records.
+        Some(names) => {
+            for name in names.union(&rekept) {
+                match snapshot.apps.get(name) {
+                    Some(app) => refresh(cache, name, app),
+                    None => {
+                        cache.apps.remove(name);
+                    }
+                }
+            }
+        }
+        None => {
+            cache
+                .apps
+                .retain(|name, _| snapshot.apps.contains_key(name));
+            for (name, app) in &snapshot.apps {
+                refresh(cache, name, app);
+            }
+        }
+    }
+    // The cache now holds exactly the snapshot's apps, in the same order; if a caller
+    // left a changed app out of `changed`, it does not: render everything.
+    if cache.apps.len() != snapshot.apps.len()
+        || !cache
+            .apps
+            .keys()
+            .zip(snapshot.apps.keys())
+            .all(|(a, b)| a == b)
+    {
+        debug_assert!(false, "`changed` did not name every changed app");
+        return haproxy_cached(snapshot, options, files, keep, cache, None);
+    }
     let mut left_out = Vec::new();
     let mut warnings = Vec::new();
     let mut mixed = Vec::new();
@@ -256,23 +320,8 @@ pub fn haproxy_cached(
     write_head(&mut text, options, files).expect("writing to a String cannot fail");
     let mut structures = structure(&text);
     let mut listeners = plan::Listeners::default();
-    for (name, app) in &snapshot.apps {
-        let app_keep = if files.is_some() {
-            keep.get(name).unwrap_or(&no_keep)
-        } else {
-            &no_keep
-        };
-        let fresh = cache.apps.get(name).is_some_and(|c| {
-            c.keep == *app_keep && (changed.is_some_and(|d| !d.contains(name)) || c.app == *app)
-        });
-        if !fresh {
-            let rendered = render_app(name, app, app_keep, files, &check);
-            cache.apps.insert(name.clone(), rendered);
-        }
-    }
     text.reserve(cache.apps.values().map(|c| c.block.len()).sum());
-    for name in snapshot.apps.keys() {
-        let c = &cache.apps[name];
+    for (name, c) in &cache.apps {
         if let Some(reason) = &c.left_out {
             left_out.push(format!("app {name:?} left out: {reason}"));
             continue;

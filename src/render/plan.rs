@@ -3,7 +3,7 @@
 //! plan is validated again here, so that even a hand-built [`Snapshot`] cannot put
 //! configuration syntax into rendered text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::model::{Endpoint, Match, Mode};
@@ -113,7 +113,7 @@ pub(crate) fn no_listen(app: &str) -> String {
 /// The listen addresses taken so far in one file: the first app to claim one gets it.
 #[derive(Default)]
 pub(crate) struct Listeners<'a> {
-    taken: BTreeMap<&'a Address, &'a str>,
+    taken: HashMap<&'a Address, &'a str>,
 }
 
 impl<'a> Listeners<'a> {
