@@ -33,6 +33,10 @@ const BIG_SLOTS: u32 = 10;
 const RATE_SPACING: Duration = Duration::from_millis(200);
 /// Bound on waiting for any one apply.
 const WAIT: Duration = Duration::from_secs(60);
+/// How often the target file is looked at for "installed": often enough for a
+/// millisecond's resolution, rarely enough not to take a core's share from the agent
+/// on a 2-core machine.
+const POLL: Duration = Duration::from_micros(500);
 
 /// The template of the `template-check` target (confd-compare's job): one server line
 /// per routed endpoint, checked with grep and "reloaded" by appending to a marker.
@@ -309,7 +313,7 @@ impl FileWatch {
                             last_stamp = now;
                         }
                     }
-                    std::thread::sleep(Duration::from_micros(100));
+                    std::thread::sleep(POLL);
                 }
             })
         };

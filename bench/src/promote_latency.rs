@@ -124,7 +124,10 @@ async fn run(kind: &str, agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64
                 Command::new(sibling("disco-agent"))
                     .arg("--config")
                     .arg(&config)
-                    .env("RUST_LOG", "warn")
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("AGENT_LOG").unwrap_or_else(|_| "warn".into()),
+                    )
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .spawn()
