@@ -87,11 +87,16 @@ fn haproxy_check(fragment: &str) -> Output {
 /// `nginx -t` on a minimal nginx.conf that includes `conf` inside `http { }`, every
 /// path in a temporary directory.
 fn nginx_check(conf: &str) -> Output {
+    nginx_check_with(conf, "")
+}
+
+/// [`nginx_check`] with `modules` (`load_module` lines) first.
+fn nginx_check_with(conf: &str, modules: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     std::fs::write(dir.path().join("disco.conf"), conf).unwrap();
     let main = format!(
-        "pid {d}/nginx.pid;\n\
+        "{modules}pid {d}/nginx.pid;\n\
          error_log {d}/error.log;\n\
          events {{}}\n\
          http {{\n\
@@ -122,6 +127,34 @@ fn haproxy_accepts_the_rich_fragment_without_warnings() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !stderr.contains("[WARNING]") && !stderr.contains("[ALERT]"),
+        "{}",
+        show(&output)
+    );
+}
+
+/// The balancer mode needs nginx's lua module (`libnginx-mod-http-lua`, installed by
+/// scripts/deps.sh): this test fails, not skips, without it.
+#[test]
+fn nginx_with_its_lua_module_accepts_the_rich_balancer_include() {
+    // nginx -t binds the admin server's socket.
+    let dir = tempfile::tempdir().unwrap();
+    let files = render::nginx::BalancerFiles {
+        module_dir: dir.path().join("disco.conf.lua").display().to_string(),
+        socket: dir.path().join("balancer.sock").display().to_string(),
+    };
+    let (rendered, _) = render::nginx::nginx_balancer(&rich(), &NginxOptions::default(), &files);
+    let modules = "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n\
+                   load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n";
+    let output = nginx_check_with(&rendered.text, modules);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        show(&output),
+        rendered.text
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("[warn]") && !stderr.contains("[emerg]"),
         "{}",
         show(&output)
     );

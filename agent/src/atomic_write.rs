@@ -36,6 +36,13 @@ pub fn install(path: &Path, content: &[u8]) -> std::io::Result<()> {
         .tempfile_in(dir)?;
     tmp.write_all(content)?;
     tmp.as_file().sync_all()?;
+    persist(tmp, path)
+}
+
+/// Renames `tmp` (written and synced, in `path`'s directory: a file of [`stage`]) over
+/// `path`, with the permissions of the file it replaces, and syncs the directory.
+pub fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+    let dir = dir_of(path);
     // Keep the permissions of the file being replaced (the proxy must still read it).
     let mode = std::fs::metadata(path).map(|m| m.permissions()).ok();
     let perms = mode.unwrap_or_else(|| {

@@ -284,6 +284,16 @@ pub struct TargetConfig {
     /// (every change reloads).
     #[serde(default)]
     pub runtime_socket: Option<PathBuf>,
+    /// nginx: the unix socket of the admin server that the generated file declares
+    /// (nginx must load the lua module: Debian's `libnginx-mod-http-lua`). With it,
+    /// each app's servers are picked by disco's Lua balancer from routes the agent
+    /// pushes there and reads back: flips, weights, endpoints, drains, health and dark
+    /// canaries by header or cookie reload nothing; only a new app, a new listen
+    /// address or a dark canary's networks do. The agent keeps the balancer in
+    /// `<path>.lua/` and the last routes pushed in `<path>.routes` (read by nginx after
+    /// a restart). Default: none (every change reloads).
+    #[serde(default)]
+    pub balancer_socket: Option<PathBuf>,
     /// nginx: an absolute path where every server of the generated file logs its
     /// requests in disco's format; the agent tails it (following rotation and
     /// truncation) for per-version traffic statistics. These servers then log only
@@ -373,6 +383,22 @@ impl Config {
                     !path.chars().any(|c| c.is_whitespace() || c == '#' || c == '"' || c == '\\'),
                     "target {name:?}: with `runtime_socket` the path {path:?} is written into HAProxy's configuration and must not hold spaces, '#', quotes or backslashes"
                 );
+            }
+            if let Some(socket) = &t.balancer_socket {
+                anyhow::ensure!(
+                    t.kind == Kind::Nginx,
+                    "target {name:?}: `balancer_socket` is for nginx targets"
+                );
+                for (what, p) in [("balancer_socket", socket), ("path", &t.path)] {
+                    let text = p.display().to_string();
+                    anyhow::ensure!(
+                        p.is_absolute()
+                            && !text.chars().any(|c| c.is_whitespace()
+                                || c.is_control()
+                                || matches!(c, '"' | '\\' | '\'' | '$' | ';' | '{' | '}' | '#')),
+                        "target {name:?}: with `balancer_socket` the {what} {text:?} is written into nginx's configuration and must be absolute, without spaces, quotes, backslashes, '$', ';', '{{', '}}' or '#'"
+                    );
+                }
             }
             if let Some(log) = &t.access_log {
                 anyhow::ensure!(
@@ -519,6 +545,9 @@ mod tests {
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\nstats_socket = \"/s\"", "for haproxy targets"),
             ("[[target]]\nkind = \"template\"\npath = \"/a\"\ntemplate = \"/t\"\nruntime_socket = \"/s\"", "for haproxy targets"),
             ("[[target]]\nkind = \"haproxy\"\npath = \"/a b\"\nruntime_socket = \"/s\"", "must not hold spaces"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\nbalancer_socket = \"/s\"", "for nginx targets"),
+            ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\nbalancer_socket = \"/s;x\"", "must be absolute"),
+            ("[[target]]\nkind = \"nginx\"\npath = \"a\"\nbalancer_socket = \"/s\"", "must be absolute"),
             ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\naccess_log = \"/l\"", "for nginx targets"),
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"/l/$host\"", "must not contain"),
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"l.log\"", "absolute"),

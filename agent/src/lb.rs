@@ -98,8 +98,14 @@ pub async fn run(
             loaded.targets.get(path).cloned(),
             loaded.structures.get(path).cloned(),
         );
-        if target.config.kind == crate::config::Kind::Haproxy && !target.has_runtime() {
-            tracing::info!(target = %target.name, "no runtime_socket: every routing change reloads HAProxy");
+        match target.config.kind {
+            crate::config::Kind::Haproxy if !target.has_runtime() => {
+                tracing::info!(target = %target.name, "no runtime_socket: every routing change reloads HAProxy")
+            }
+            crate::config::Kind::Nginx if target.config.balancer_socket.is_none() => {
+                tracing::info!(target = %target.name, "no balancer_socket: every routing change reloads nginx")
+            }
+            _ => {}
         }
     }
     let (stop_http, http_stop) = watch::channel(false);
@@ -577,7 +583,11 @@ impl Lb {
                                 .runtime_duration
                                 .get_or_create(&label)
                                 .observe(took.as_secs_f64());
-                            tracing::info!(target = %target.name, revision, commands, took = ?took, "applied through the Runtime API and read back; installed, no reload");
+                            if target.config.kind == crate::config::Kind::Nginx {
+                                tracing::info!(target = %target.name, revision, apps = commands, took = ?took, "pushed to the nginx balancer and read back; no reload");
+                            } else {
+                                tracing::info!(target = %target.name, revision, commands, took = ?took, "applied through the Runtime API and read back; installed, no reload");
+                            }
                         }
                         Outcome::Unchanged => {
                             tracing::debug!(target = %target.name, revision, "unchanged")

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod atomic_write;
+mod balancer;
 mod command;
 mod config;
 mod guard;

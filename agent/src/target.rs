@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use disco::render::haproxy::{Keep, RuntimeFiles, RuntimeState};
+use disco::render::nginx::{BalancerEntries, BalancerFiles};
 use disco::render::{self, HaproxyOptions, NginxOptions, Rendered};
 use disco::Snapshot;
 use tokio::time::Instant;
@@ -97,6 +98,32 @@ struct RuntimeApi {
     pending: BTreeSet<String>,
 }
 
+/// The balancer side of an nginx target (`balancer_socket`).
+struct BalancerApi {
+    socket: PathBuf,
+    files: BalancerFiles,
+    /// Where the module is written (`<path>.lua/disco_balancer.lua`).
+    module: PathBuf,
+    /// The last routes pushed, for nginx to load after a restart (`<path>.routes`).
+    routes: PathBuf,
+    /// The entries the balancer was confirmed to hold; None: unknown, the next push
+    /// reads them first.
+    last: Option<BalancerEntries>,
+    /// The module was written by this process.
+    module_written: bool,
+    /// A confirmed push whose routes file is not written yet: see [`Target::flush`].
+    unflushed: Option<String>,
+}
+
+/// What a render gives: the file, and what a reload-free path changes.
+pub struct Next {
+    pub rendered: Rendered,
+    /// HAProxy with `runtime_socket`.
+    pub runtime: Option<RuntimeState>,
+    /// nginx with `balancer_socket`.
+    pub balancer: Option<BalancerEntries>,
+}
+
 /// A target with what it has installed.
 pub struct Target {
     pub config: TargetConfig,
@@ -111,6 +138,7 @@ pub struct Target {
     /// by comparing texts, without hashing a file of a megabyte or more.
     installed_text: Option<Arc<String>>,
     runtime: Option<RuntimeApi>,
+    balancer: Option<BalancerApi>,
     /// When the last reload started.
     last_reload_at: Option<Instant>,
     /// The built-in HAProxy renderer's app blocks, reused while an app is unchanged.
@@ -121,8 +149,8 @@ pub struct Target {
     /// A Runtime API change confirmed and published but whose file (and pattern files)
     /// are not written yet: see [`Target::flush`].
     unflushed: Option<(Arc<String>, String, Patterns)>,
-    /// The background write of the last one.
-    flushing: Option<tokio::task::JoinHandle<Result<Written, String>>>,
+    /// The background write of the last one (and of the balancer's routes file).
+    flushing: Option<tokio::task::JoinHandle<Result<Option<Written>, String>>>,
 }
 
 impl Target {
@@ -148,6 +176,22 @@ impl Target {
                 pending: Default::default(),
             }
         });
+        let balancer = config.balancer_socket.clone().map(|socket| {
+            let path = config.path.display().to_string();
+            let module_dir = format!("{path}.lua");
+            BalancerApi {
+                files: BalancerFiles {
+                    module_dir: module_dir.clone(),
+                    socket: socket.display().to_string(),
+                },
+                socket,
+                module: PathBuf::from(module_dir).join("disco_balancer.lua"),
+                routes: PathBuf::from(format!("{path}.routes")),
+                last: None,
+                module_written: false,
+                unflushed: None,
+            }
+        });
         Ok(Target {
             config,
             name,
@@ -155,6 +199,7 @@ impl Target {
             installed_hash: None,
             installed_text: None,
             runtime,
+            balancer,
             last_reload_at: None,
             cache: Default::default(),
             written: None,
@@ -211,7 +256,7 @@ impl Target {
         &mut self,
         snapshot: &Snapshot,
         changed: Option<&BTreeSet<String>>,
-    ) -> Result<(Rendered, Option<RuntimeState>), ApplyError> {
+    ) -> Result<Next, ApplyError> {
         let effective = self.effective(snapshot);
         let snapshot = effective.as_ref();
         match self.config.kind {
@@ -229,7 +274,11 @@ impl Target {
                     &mut self.cache,
                     changed,
                 );
-                Ok((rendered, rt.map(|_| state)))
+                Ok(Next {
+                    rendered,
+                    runtime: rt.map(|_| state),
+                    balancer: None,
+                })
             }
             Kind::Nginx => {
                 let options = NginxOptions {
@@ -240,11 +289,27 @@ impl Target {
                         .map(|p| p.display().to_string()),
                     ..NginxOptions::default()
                 };
-                Ok((render::nginx(snapshot, &options), None))
+                let (rendered, balancer) = match &self.balancer {
+                    Some(b) => {
+                        let (rendered, entries) =
+                            render::nginx::nginx_balancer(snapshot, &options, &b.files);
+                        (rendered, Some(entries))
+                    }
+                    None => (render::nginx(snapshot, &options), None),
+                };
+                Ok(Next {
+                    rendered,
+                    runtime: None,
+                    balancer,
+                })
             }
             Kind::Template => {
                 render::template(snapshot, self.template.as_deref().unwrap_or_default())
-                    .map(|rendered| (rendered, None))
+                    .map(|rendered| Next {
+                        rendered,
+                        runtime: None,
+                        balancer: None,
+                    })
                     .map_err(|e| self.fail("render", e))
             }
         }
@@ -321,7 +386,11 @@ impl Target {
     ) -> Result<Report, ApplyError> {
         self.settle().await;
         let t0 = Instant::now();
-        let (rendered, state) = self.render(snapshot, changed)?;
+        let Next {
+            rendered,
+            runtime: state,
+            balancer: entries,
+        } = self.render(snapshot, changed)?;
         tracing::trace!(target = %self.name, took = ?t0.elapsed(), "rendered");
         let warnings = rendered.warnings.clone();
         let report = |outcome| Report {
@@ -343,7 +412,11 @@ impl Target {
             .runtime
             .as_ref()
             .is_some_and(|rt| !rt.pending.is_empty());
-        if runs_it && on_disk.is_some() && on_disk == self.installed_hash && !pending {
+        let pushed = self
+            .balancer
+            .as_ref()
+            .is_none_or(|b| b.last.is_some() && b.last == entries);
+        if runs_it && on_disk.is_some() && on_disk == self.installed_hash && !pending && pushed {
             return Ok(report(Outcome::Unchanged));
         }
         // The new content's hash, computed on another thread while the Runtime API
@@ -385,6 +458,24 @@ impl Target {
                 None => why = Some("the loaded configuration is not known yet".to_string()),
             }
         }
+        if let Some(next) = entries.as_ref().filter(|_| self.balancer.is_some()) {
+            if runs_it && on_disk.is_some() && on_disk == self.installed_hash {
+                // nginx runs this file: only the routes change.
+                match self.push(next, snapshot.revision).await {
+                    Ok(outcome) => return Ok(report(outcome)),
+                    Err(e) => {
+                        tracing::warn!(target = %self.name, error = %e, "the balancer push did not take; reloading instead");
+                        half_way = true;
+                        why = Some(e);
+                    }
+                }
+            } else if self.installed_hash.is_none() {
+                why = Some("the loaded configuration is not known yet".to_string());
+            } else {
+                why =
+                    Some("the apps, listen addresses or dark-canary networks changed".to_string());
+            }
+        }
         let now = Instant::now();
         if let Some(until) = self
             .last_reload_at
@@ -407,23 +498,36 @@ impl Target {
             }
         }
         self.unflushed = None;
+        if let Some(b) = &mut self.balancer {
+            b.unflushed = None;
+            if !b.module_written {
+                let module = crate::balancer::module(&b.routes);
+                write_if_changed(&b.module, &module).map_err(|e| self.fail("install", e))?;
+                if let Some(b) = &mut self.balancer {
+                    b.module_written = true;
+                }
+            }
+        }
         let hash = hashing.await.map_err(|e| self.fail("install", e))?;
         let previous = std::fs::read(&path).ok();
         let check = self.check_argv();
         let timeout = self.config.timeout;
-        // Validate before installing when the check can look at a staged file.
+        // Validate before installing when the check can look at a staged file; the
+        // staged file is then the one installed.
+        let mut staged = None;
         if let Some(argv) = check
             .as_ref()
             .filter(|a| a.iter().any(|s| s.contains("{staged}")))
         {
-            let staged =
+            let file =
                 atomic_write::stage(&path, text.as_bytes()).map_err(|e| self.fail("stage", e))?;
-            let staged_path = staged.path().display().to_string();
+            let staged_path = file.path().display().to_string();
             crate::command::run(argv, Some(&staged_path), timeout)
                 .await
                 .map_err(|e| self.fail("validation", e))?;
+            staged = Some(file);
         }
-        self.install(&text, &hash)
+        self.install(&text, &hash, staged)
             .map_err(|e| self.fail("install", e))?;
         if let Some(argv) = check
             .as_ref()
@@ -444,6 +548,12 @@ impl Target {
         }
         self.installed_hash = Some(hash);
         self.installed_text = Some(text);
+        if let Some(next) = entries.as_ref().filter(|_| self.balancer.is_some()) {
+            // The dict outlives a reload, but what it holds is confirmed all the same.
+            if let Err(e) = self.push(next, snapshot.revision).await {
+                return Err(self.fail("balancer push", e));
+            }
+        }
         if let (Some(rt), Some(state)) = (&mut self.runtime, state) {
             rt.loaded = Some(Structure {
                 structure: state.structure.clone(),
@@ -471,6 +581,43 @@ impl Target {
             }
         }
         Ok(report(Outcome::Reloaded { took, why }))
+    }
+
+    /// Makes the nginx balancer hold `next` (pushing what differs from what it was
+    /// confirmed to hold, or from what it holds when that is not known) and confirms it
+    /// by reading back. The routes file is written later ([`Target::flush`]).
+    async fn push(&mut self, next: &BalancerEntries, generation: i64) -> Result<Outcome, String> {
+        let started = Instant::now();
+        let timeout = self.config.timeout;
+        let b = self.balancer.as_mut().expect("a balancer target");
+        if !b.module_written {
+            write_if_changed(&b.module, &crate::balancer::module(&b.routes))?;
+            b.module_written = true;
+        }
+        let held = match b.last.take() {
+            Some(last) => last,
+            None => crate::balancer::read(&b.socket, timeout).await?.entries,
+        };
+        let (body, count) = crate::balancer::body(Some(&held), next, generation);
+        crate::balancer::push(&b.socket, &body, timeout).await?;
+        let after = crate::balancer::read(&b.socket, timeout).await?;
+        if after.generation != Some(generation) || after.entries != *next {
+            let differ: Vec<&String> = next
+                .keys()
+                .chain(after.entries.keys())
+                .filter(|app| next.get(*app) != after.entries.get(*app))
+                .collect();
+            return Err(format!(
+                "read back after the push: generation {:?} (pushed {generation}), apps that differ: {differ:?}",
+                after.generation
+            ));
+        }
+        b.last = Some(next.clone());
+        b.unflushed = Some(crate::balancer::body(None, next, generation).0);
+        Ok(Outcome::Runtime {
+            commands: count,
+            took: started.elapsed(),
+        })
     }
 
     /// Makes HAProxy run `next` through the Runtime API and confirms it by reading
@@ -525,13 +672,27 @@ impl Target {
     /// The writing runs in the background (a 1.4 MB file with its fsyncs takes a few
     /// ms); the next apply, and the agent's stop, wait for it first ([`Target::settle`]).
     pub fn flush(&mut self) -> bool {
-        let Some((text, hash, patterns)) = self.unflushed.take() else {
+        let file = self.unflushed.take();
+        let routes = self
+            .balancer
+            .as_mut()
+            .and_then(|b| Some((b.routes.clone(), b.unflushed.take()?)));
+        if file.is_none() && routes.is_none() {
             return false;
-        };
+        }
         let path = self.config.path.clone();
         self.flushing = Some(tokio::task::spawn_blocking(move || {
+            if let Some((routes, body)) = routes {
+                atomic_write::install(&routes, body.as_bytes())
+                    .map_err(|e| format!("{}: {e}", routes.display()))?;
+            }
+            let Some((text, hash, patterns)) = file else {
+                return Ok(None);
+            };
             write_patterns(&patterns)?;
-            install_file(&path, &text, hash).map_err(|e| format!("{}: {e}", path.display()))
+            install_file(&path, &text, hash)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display()))
         }));
         true
     }
@@ -542,7 +703,8 @@ impl Target {
             return;
         };
         match task.await {
-            Ok(Ok(written)) => self.written = Some(written),
+            Ok(Ok(Some(written))) => self.written = Some(written),
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 tracing::error!(target = %self.name, error = %e, "HAProxy runs the change, but its file could not be written; the next change writes it again");
             }
@@ -550,9 +712,23 @@ impl Target {
         }
     }
 
-    /// Installs `text` (whose hash is `hash`) at the target path, atomically.
-    fn install(&mut self, text: &str, hash: &str) -> std::io::Result<()> {
-        self.written = Some(install_file(&self.config.path, text, hash.to_string())?);
+    /// Installs `text` (whose hash is `hash`, and which `staged` holds when given) at
+    /// the target path, atomically.
+    fn install(
+        &mut self,
+        text: &str,
+        hash: &str,
+        staged: Option<tempfile::NamedTempFile>,
+    ) -> std::io::Result<()> {
+        let path = &self.config.path;
+        self.written = Some(match staged {
+            Some(file) => {
+                atomic_write::persist(file, path)?;
+                let m = std::fs::metadata(path)?;
+                (m.len(), m.modified()?, hash.to_string())
+            }
+            None => install_file(path, text, hash.to_string())?,
+        });
         Ok(())
     }
 
@@ -581,6 +757,17 @@ impl Target {
             tracing::error!(target = %self.name, path = %path.display(), error = %e, "could not restore the previous file");
         }
     }
+}
+
+/// Writes `content` at `path` (creating its directory) unless it holds it already.
+fn write_if_changed(path: &Path, content: &str) -> Result<(), String> {
+    if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    atomic_write::install(path, content.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Writes the pattern files that differ from what they hold.

@@ -43,18 +43,7 @@ impl Nginx {
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, conf_text(dir.path(), &fragment, ready_port))
             .expect("writing nginx.conf");
-        let log = std::fs::File::create(dir.path().join("nginx.stderr")).expect("nginx log");
-        let child = Command::new(crate::program("nginx", "nginx"))
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("starting nginx");
+        let child = spawn(dir.path());
         let mut nginx = Nginx {
             child,
             fragment,
@@ -63,6 +52,14 @@ impl Nginx {
         };
         nginx.wait_ready();
         nginx
+    }
+
+    /// Stops nginx (as on drop) and starts it again with the same configuration: its
+    /// shared memory, lua dicts included, starts empty.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(self.dir.path());
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -195,11 +192,37 @@ impl Nginx {
     }
 }
 
+/// Starts `nginx -p <dir> -c <dir>/nginx.conf`, its output appended to `nginx.stderr`.
+fn spawn(dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("nginx.stderr"))
+        .expect("nginx log");
+    Command::new(crate::program("nginx", "nginx"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log)
+        .spawn()
+        .expect("starting nginx")
+}
+
 impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Nginx {
     /// Stops nginx the way its docs say (SIGTERM to the master, which stops its workers
     /// first), then SIGKILLs whatever is left after 5 s. A SIGKILL alone would not do:
     /// nginx workers outlive a killed master (they are reparented and keep listening).
-    fn drop(&mut self) {
+    fn stop(&mut self) {
         let master = self.child.id();
         let workers = process::descendants(master);
         process::signal(&[master], "TERM");
@@ -234,11 +257,31 @@ impl Drop for Nginx {
 }
 
 /// The main config: foreground master, one worker, everything inside `dir`.
+/// The dynamic modules of Debian's lua-nginx-module, in load order (ndk first).
+const LUA_MODULES: [&str; 2] = [
+    "/usr/lib/nginx/modules/ndk_http_module.so",
+    "/usr/lib/nginx/modules/ngx_http_lua_module.so",
+];
+
+/// True when nginx's lua module is installed (`libnginx-mod-http-lua`); then every
+/// nginx the harness starts loads it, for targets with a `balancer_socket`.
+pub fn has_lua() -> bool {
+    LUA_MODULES.iter().all(|m| Path::new(m).exists())
+}
+
 fn conf_text(dir: &Path, fragment: &Path, ready_port: u16) -> String {
     let d = dir.display();
+    let modules: String = if has_lua() {
+        LUA_MODULES
+            .iter()
+            .map(|m| format!("load_module {m};\n"))
+            .collect()
+    } else {
+        String::new()
+    };
     format!(
         "# Written by disco-harness; the fragment under test is included in http {{}}.
-daemon off;
+{modules}daemon off;
 master_process on;
 worker_processes 1;
 pid \"{d}/nginx.pid\";

@@ -69,6 +69,18 @@ fn rich_snapshot_renders_like_the_golden_files() {
     golden("rich.haproxy.cfg", &haproxy.text);
     golden("rich.nginx.conf", &nginx.text);
     golden("rich.template.out", &template.text);
+    let files = super::nginx::BalancerFiles {
+        module_dir: "/etc/nginx/disco.conf.lua".into(),
+        socket: "/run/disco/balancer.sock".into(),
+    };
+    let (balancer, entries) =
+        super::nginx::nginx_balancer(&snapshot, &NginxOptions::default(), &files);
+    golden("rich.nginx-balancer.conf", &balancer.text);
+    let pushed: String = entries
+        .iter()
+        .map(|(app, entry)| format!("app {app}{entry}\nend\n"))
+        .collect();
+    golden("rich.nginx-balancer.routes", &pushed);
     let mut warnings = String::new();
     for (what, list) in [
         ("haproxy", &haproxy.warnings),

@@ -113,6 +113,14 @@ pub fn check_access_log(path: &str) -> Result<(), String> {
 
 /// Renders every HTTP app that has a `listen` address into nginx `http { }` blocks.
 pub fn nginx(snapshot: &Snapshot, options: &NginxOptions) -> Rendered {
+    render(snapshot, options, None)
+}
+
+fn render(
+    snapshot: &Snapshot,
+    options: &NginxOptions,
+    mut balancer: Option<(&BalancerFiles, &mut BalancerEntries)>,
+) -> Rendered {
     let plan = plan::plan(snapshot);
     let mut warnings = plan.warnings.clone();
     let apps = plan::rendered_apps(&plan.apps, &mut warnings, |app| {
@@ -133,8 +141,46 @@ pub fn nginx(snapshot: &Snapshot, options: &NginxOptions) -> Rendered {
         options.access_log = None;
     }
     let mut text = header();
-    write_file(&mut text, &apps, &options).expect("writing to a String cannot fail");
+    match &mut balancer {
+        None => write_file(&mut text, &apps, &options),
+        Some((files, entries)) => {
+            write_balancer_file(&mut text, &apps, &options, files, entries, &mut warnings)
+        }
+    }
+    .expect("writing to a String cannot fail");
     Rendered { text, warnings }
+}
+
+/// Where an nginx target in balancer mode keeps its Lua module and its admin server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancerFiles {
+    /// The directory of `disco_balancer.lua` (put first on `lua_package_path`).
+    pub module_dir: String,
+    /// The unix socket of the admin server the agent pushes routes to.
+    pub socket: String,
+}
+
+/// The location of the admin server, on its socket only.
+pub const BALANCER_ADMIN_PATH: &str = "/_disco/balancer";
+
+/// What a balancer push carries per app: its entry of the `disco_routes` dict (lines
+/// of `routed <address> <weight>`, `dark <address> <weight>`, `header <name> <value>`,
+/// `cookie <name> <value>`; see `balancer.lua`).
+pub type BalancerEntries = BTreeMap<String, String>;
+
+/// [`nginx()`] in balancer mode: each app's upstream is picked by Lua
+/// (`balancer_by_lua_block`) from the entry the agent pushes to `disco_routes`, so that
+/// flips, weights, endpoints, drains and dark-canary values and header or cookie names
+/// change no file: the text changes only with the apps, their listen addresses and
+/// the networks of dark canaries. Returns the entries to push.
+pub fn nginx_balancer(
+    snapshot: &Snapshot,
+    options: &NginxOptions,
+    files: &BalancerFiles,
+) -> (Rendered, BalancerEntries) {
+    let mut entries = BalancerEntries::new();
+    let rendered = render(snapshot, options, Some((files, &mut entries)));
+    (rendered, entries)
 }
 
 /// For each app [`nginx()`] renders from `snapshot`, what every upstream server serves,
@@ -178,6 +224,167 @@ fn write_file(out: &mut String, apps: &[(&AppPlan, &Address)], o: &NginxOptions)
         write_app(out, app, listen, o)?;
     }
     Ok(())
+}
+
+/// The balancer-mode file: the dict, the module's path, the admin server, then per app
+/// an upstream picked by Lua and its server.
+fn write_balancer_file(
+    out: &mut String,
+    apps: &[(&AppPlan, &Address)],
+    o: &NginxOptions,
+    files: &BalancerFiles,
+    entries: &mut BalancerEntries,
+    warnings: &mut Vec<String>,
+) -> fmt::Result {
+    writeln!(
+        out,
+        "# Include it inside the http {{ }} block of nginx.conf, with the lua module loaded."
+    )?;
+    writeln!(
+        out,
+        "# Routing is pushed by disco-agent to {}.",
+        files.socket
+    )?;
+    writeln!(out, "lua_shared_dict disco_routes {BALANCER_DICT_SIZE};")?;
+    writeln!(out, "lua_package_path \"{}/?.lua;;\";", files.module_dir)?;
+    writeln!(out, "server {{")?;
+    writeln!(out, "    listen unix:{};", files.socket)?;
+    writeln!(out, "    access_log off;")?;
+    writeln!(out, "    location = {BALANCER_ADMIN_PATH} {{")?;
+    writeln!(out, "        client_max_body_size 64m;")?;
+    writeln!(out, "        client_body_buffer_size 1m;")?;
+    writeln!(
+        out,
+        "        content_by_lua_block {{ require(\"disco_balancer\").admin() }}"
+    )?;
+    writeln!(out, "    }}")?;
+    writeln!(out, "    location / {{")?;
+    writeln!(out, "        return 404;")?;
+    writeln!(out, "    }}")?;
+    writeln!(out, "}}")?;
+    for (app, listen) in apps {
+        entries.insert(app.name.to_string(), balancer_entry(app, warnings));
+        write_balancer_app(out, app, listen, o)?;
+    }
+    Ok(())
+}
+
+/// Size of the `disco_routes` dict: ~200 bytes per app entry; a change of size needs a
+/// restart of nginx, so it is fixed.
+const BALANCER_DICT_SIZE: &str = "16m";
+
+/// An app's `disco_routes` entry. Servers by DNS name are left out (the balancer takes
+/// addresses only), with a warning.
+fn balancer_entry(app: &AppPlan, warnings: &mut Vec<String>) -> String {
+    let mut entry = String::new();
+    let dark = app.dark.as_ref();
+    let sets = [
+        ("routed", Some(&app.routed)),
+        ("dark", dark.map(|d| &d.backend)),
+    ];
+    for (set, backend) in sets {
+        for s in backend.into_iter().flat_map(|b| &b.servers) {
+            if s.weight == 0 {
+                continue;
+            }
+            if matches!(s.address.host, crate::validate::Host::Dns(_)) {
+                warnings.push(format!(
+                    "{}/{} {}: {} is a DNS name; the nginx balancer takes IP addresses only: left out",
+                    app.name, s.instance, s.version, s.address
+                ));
+                continue;
+            }
+            entry.push_str(&format!("\n{set} {} {}", s.address, s.weight));
+        }
+    }
+    for m in dark.into_iter().flat_map(|d| &d.matches) {
+        match m {
+            DarkMatch::Header { name, value } => {
+                entry.push_str(&format!("\nheader {name} {value}"))
+            }
+            DarkMatch::Cookie { name, value } => {
+                entry.push_str(&format!("\ncookie {name} {value}"))
+            }
+            DarkMatch::Network(_) => {}
+        }
+    }
+    entry
+}
+
+fn write_balancer_app(
+    out: &mut String,
+    app: &AppPlan,
+    listen: &Address,
+    o: &NginxOptions,
+) -> fmt::Result {
+    let name = app.name;
+    let var = format!("disco_{}", variable_safe(name));
+    let upstream = format!("disco_{name}");
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# {name}: http on {listen}; servers picked by the balancer"
+    )?;
+    writeln!(out, "upstream {upstream} {{")?;
+    writeln!(
+        out,
+        "    server 0.0.0.1:1;  # never used: the balancer sets the peer"
+    )?;
+    writeln!(
+        out,
+        "    balancer_by_lua_block {{ require(\"disco_balancer\").balance({}) }}",
+        o.next_upstream_tries.max(1)
+    )?;
+    // After the balancer block: nginx drops a keepalive placed before it.
+    if o.keepalive > 0 {
+        writeln!(out, "    keepalive {};", o.keepalive)?;
+    }
+    writeln!(out, "}}")?;
+    // A dark canary by network is a `geo` of the file; headers and cookies are pushed.
+    let networks: Vec<&String> = app
+        .dark
+        .iter()
+        .flat_map(|d| &d.matches)
+        .filter_map(|m| match m {
+            DarkMatch::Network(net) => Some(net),
+            _ => None,
+        })
+        .collect();
+    let network = if networks.is_empty() {
+        "\"0\"".to_string()
+    } else {
+        writeln!(out, "geo ${var}_src {{")?;
+        writeln!(out, "    default 0;")?;
+        for net in networks {
+            writeln!(out, "    {net} 1;")?;
+        }
+        writeln!(out, "}}")?;
+        format!("ngx.var.{var}_src")
+    };
+    if o.access_log.is_some() {
+        writeln!(
+            out,
+            "log_format {var} '{ACCESS_LOG_TAG}|{name}|{ACCESS_LOG_FORMAT}';"
+        )?;
+    }
+    writeln!(out, "server {{")?;
+    writeln!(out, "    listen {listen};")?;
+    if let Some(path) = &o.access_log {
+        writeln!(out, "    access_log \"{path}\" {var} buffer=32k flush=1s;")?;
+    }
+    writeln!(out, "    underscores_in_headers on;")?;
+    // The balancer's admin path is served on its socket only.
+    writeln!(out, "    location = {BALANCER_ADMIN_PATH} {{")?;
+    writeln!(out, "        return 404;")?;
+    writeln!(out, "    }}")?;
+    writeln!(out, "    location / {{")?;
+    writeln!(
+        out,
+        "        access_by_lua_block {{ require(\"disco_balancer\").access(\"{name}\", {network}) }}"
+    )?;
+    write_proxy(out, &upstream, o)?;
+    writeln!(out, "    }}")?;
+    writeln!(out, "}}")
 }
 
 /// Where an app's requests go.

@@ -1,0 +1,256 @@
+-- disco's nginx balancer (nginx with lua-nginx-module: Debian's libnginx-mod-http-lua).
+-- Written by disco-agent beside the file it renders; do not edit.
+--
+-- The routing of each app is one entry of the shared dict `disco_routes`, pushed by the
+-- agent to the admin server (a unix socket of its own, never a port that serves
+-- traffic). An entry is lines of:
+--
+--   routed <address> <weight>      a server of the app's routed set (weight 1-256)
+--   dark <address> <weight>        a server of the dark canary's set
+--   header <name> <value>          a request with this header value is dark
+--   cookie <name> <value>          a request with this cookie value is dark
+--
+-- The access phase picks the set (dark or routed) and answers 503 when it is empty
+-- (`ngx.exit` in the balancer phase would reach the client as 500); the balancer phase
+-- picks a peer by weight, and another one on a retry.
+--
+-- The dict survives a reload but not a restart: a worker that finds it empty loads the
+-- routes file the agent writes after every push (ROUTES below), once.
+
+local balancer = require "ngx.balancer"
+
+local ROUTES = "@ROUTES@"
+local GENERATION = "\0generation"
+
+local M = {}
+local dict = ngx.shared.disco_routes
+-- Per worker: app -> parsed entry, parsed again when the pushed text changes.
+local parsed = {}
+
+local function parse(text)
+  local s = { routed = {}, dark = {}, headers = {}, cookies = {} }
+  for line in text:gmatch("[^\n]+") do
+    local kind, a, b = line:match("^(%a+) (%S+) (%S+)$")
+    if kind == "routed" or kind == "dark" then
+      local host, port = a:match("^%[([^%]]+)%]:(%d+)$")
+      if not host then
+        host, port = a:match("^([^:]+):(%d+)$")
+      end
+      local weight = tonumber(b)
+      if host and weight and weight > 0 then
+        local set = s[kind]
+        set[#set + 1] = { host = host, port = tonumber(port), weight = weight }
+      end
+    elseif kind == "header" then
+      s.headers[#s.headers + 1] = { a, b }
+    elseif kind == "cookie" then
+      s.cookies[#s.cookies + 1] = { a, b }
+    end
+  end
+  for _, set in ipairs({ s.routed, s.dark }) do
+    local total = 0
+    for _, p in ipairs(set) do
+      total = total + p.weight
+    end
+    set.total = total
+  end
+  return s
+end
+
+-- Replaces entries from a body of "app <name>\n<lines>\nend\n" blocks and
+-- "delete <name>\n" lines, and sets the generation from a "generation <n>\n" line.
+-- Returns the count of entries set and deleted, or nil and an error.
+local function store(body)
+  -- Every block and line starts after a newline: a value can never end a block.
+  body = "\n" .. body
+  local set, deleted = 0, 0
+  for name in body:gmatch("\ndelete (%S+)\n") do
+    dict:delete(name)
+    deleted = deleted + 1
+  end
+  for name, lines in body:gmatch("\napp (%S+)(.-)\nend\n") do
+    local ok, err, forcible = dict:set(name, lines)
+    if not ok then
+      return nil, err
+    end
+    if forcible then
+      ngx.log(ngx.ERR, "disco: disco_routes is full; entries were evicted")
+    end
+    set = set + 1
+  end
+  local generation = body:match("\ngeneration (%d+)\n")
+  if generation then
+    dict:set(GENERATION, generation)
+  end
+  return set, deleted
+end
+
+-- After a restart the dict is empty: the first worker to notice loads the routes file.
+local function ensure_loaded()
+  if dict:get(GENERATION) then
+    return
+  end
+  if not dict:add("\0loading", true, 5) then
+    return
+  end
+  local f = io.open(ROUTES, "rb")
+  if not f then
+    ngx.log(ngx.WARN, "disco: no routes pushed and no routes file ", ROUTES)
+    return
+  end
+  local body = f:read("*a")
+  f:close()
+  if not dict:get(GENERATION) then
+    local ok, err = store(body)
+    if not ok then
+      ngx.log(ngx.ERR, "disco: loading ", ROUTES, ": ", err)
+    end
+  end
+end
+
+local function entry(app)
+  local text = dict:get(app)
+  if not text then
+    ensure_loaded()
+    text = dict:get(app)
+    if not text then
+      return nil
+    end
+  end
+  local e = parsed[app]
+  if e and e.text == text then
+    return e
+  end
+  e = parse(text)
+  e.text = text
+  parsed[app] = e
+  return e
+end
+
+local function is_dark(e, network)
+  if network == "1" then
+    return true
+  end
+  if #e.headers > 0 then
+    local headers = ngx.req.get_headers()
+    for _, h in ipairs(e.headers) do
+      -- The keys are lower case; a plain lookup would also take `_` for `-`.
+      local v = rawget(headers, h[1]:lower())
+      if type(v) == "table" then
+        for _, one in ipairs(v) do
+          if one == h[2] then
+            return true
+          end
+        end
+      elseif v == h[2] then
+        return true
+      end
+    end
+  end
+  if #e.cookies > 0 then
+    -- Names compared exactly (case and all), as HAProxy does.
+    local header = ngx.var.http_cookie or ""
+    for k, v in header:gmatch("([^=;%s]+)=([^;%s]*)") do
+      for _, c in ipairs(e.cookies) do
+        if k == c[1] and v == c[2] then
+          return true
+        end
+      end
+    end
+  end
+  return false
+end
+
+-- Access phase: `network` is "1" when a network match of the rendered file matched.
+function M.access(app, network)
+  local e = entry(app)
+  if not e then
+    ngx.log(ngx.WARN, "disco: no routing pushed for ", app, " yet")
+    return ngx.exit(503)
+  end
+  local set = e.routed
+  if e.dark.total > 0 and is_dark(e, network) then
+    set = e.dark
+  end
+  if set.total == 0 then
+    return ngx.exit(503)
+  end
+  ngx.ctx.disco = { set = set, tries = 0 }
+end
+
+local function pick(set, avoid)
+  local r = math.random() * set.total
+  local chosen = set[#set]
+  for _, p in ipairs(set) do
+    r = r - p.weight
+    if r <= 0 then
+      chosen = p
+      break
+    end
+  end
+  -- On a retry, another peer rather than the one that failed (when there is one).
+  if avoid and chosen == avoid and #set > 1 then
+    for i, p in ipairs(set) do
+      if p == chosen then
+        return set[i % #set + 1]
+      end
+    end
+  end
+  return chosen
+end
+
+-- Balancer phase; `tries` is the number of servers one request may try.
+function M.balance(tries)
+  local ctx = ngx.ctx.disco
+  if not ctx then
+    return ngx.exit(503)
+  end
+  if ctx.tries == 0 and tries > 1 and #ctx.set > 1 then
+    balancer.set_more_tries(math.min(tries, #ctx.set) - 1)
+  end
+  ctx.tries = ctx.tries + 1
+  local p = pick(ctx.set, ctx.last)
+  ctx.last = p
+  local ok, err = balancer.set_current_peer(p.host, p.port)
+  if not ok then
+    ngx.log(ngx.ERR, "disco: set_current_peer ", p.host, ":", p.port, ": ", err)
+  end
+end
+
+-- The admin server. PUT stores a body (see `store`); GET lists the generation line and
+-- every entry as a block, by name.
+function M.admin()
+  local method = ngx.req.get_method()
+  if method == "PUT" then
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if not body then
+      local file = ngx.req.get_body_file()
+      if file then
+        local f = io.open(file, "rb")
+        body = f:read("*a")
+        f:close()
+      end
+    end
+    local set, deleted = store(body or "")
+    if not set then
+      ngx.status = 507
+      ngx.say("disco_routes: ", deleted)
+      return ngx.exit(507)
+    end
+    ngx.say("ok ", set, " set ", deleted, " deleted")
+  elseif method == "GET" then
+    ngx.print("generation ", dict:get(GENERATION) or "none", "\n")
+    local keys = dict:get_keys(0)
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      if k:byte(1) ~= 0 then
+        ngx.print("app ", k, dict:get(k), "\nend\n")
+      end
+    end
+  else
+    return ngx.exit(405)
+  end
+end
+
+return M
