@@ -30,6 +30,7 @@ needs=(
   "file /usr/lib/nginx/modules/ngx_http_lua_module.so    libnginx-mod-http-lua tests, demo, benchmarks: the nginx balancer (balancer_socket)"
   "file /usr/lib/nginx/modules/ndk_http_module.so        libnginx-mod-http-ndk tests, demo, benchmarks: the lua module's dependency"
   "file /usr/share/lua/5.1/resty/core.lua                lua-resty-core    tests, demo, benchmarks: the lua module's core library"
+  "cmd  wrk                                             wrk               benchmarks: runtime-story's plain wrk -t2 -c50"
   "cmd  openssl                                         openssl           tests: etcd TLS certificates"
   "cmd  docker-compose                                  docker-compose    tests: docker-compose.yml is validated, no engine needed"
   "cmd  cargo                                           -                 the build: the Rust toolchain"

@@ -402,11 +402,23 @@ async fn bench_target(
             );
             proxy = Proxy::Haproxy(h);
         }
-        "nginx" => {
+        "nginx" | "nginx-balancer" => {
             out = dir.path().join("disco.conf");
             let n = disco_harness::Nginx::start(&out);
+            let balancer = if kind == "nginx-balancer" {
+                // nginx's workers (nobody) read the balancer module and routes file.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                    .unwrap();
+                format!(
+                    "balancer_socket = \"{}\"\n",
+                    dir.path().join("balancer.sock").display()
+                )
+            } else {
+                String::new()
+            };
             target_toml = format!(
-                "kind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\n",
+                "kind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\n{balancer}",
                 out.display(),
                 n.nginx_test_args(),
                 n.pid_file().display()
@@ -494,7 +506,13 @@ async fn bench_target(
         Proxy::None => None,
     };
 
-    let watch = FileWatch::start(&out, apps == 1);
+    // In balancer mode a routing change writes the routes file, not the config.
+    let watched = if kind == "nginx-balancer" {
+        dir.path().join("disco.conf.routes")
+    } else {
+        out.clone()
+    };
+    let watch = FileWatch::start(&watched, apps == 1);
     let applies_before = Applies::now(&log, &seed_status, &proxy);
 
     let cpu_before = cpu_ticks(pid);
@@ -640,7 +658,7 @@ fn main() {
                 )
             }
             _ => panic!(
-                "usage: agent-latency [--changes N] [--targets template,template-check,haproxy,haproxy-runtime,nginx] [--apps N] [--rate-changes N] [--burst N]"
+                "usage: agent-latency [--changes N] [--targets template,template-check,haproxy,haproxy-runtime,nginx,nginx-balancer] [--apps N] [--rate-changes N] [--burst N]"
             ),
         }
     }
@@ -655,6 +673,7 @@ fn main() {
                 "haproxy",
                 "haproxy-runtime",
                 "nginx",
+                "nginx-balancer",
             ]
             .map(String::from)
             .to_vec()

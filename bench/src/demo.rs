@@ -123,6 +123,11 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
         .prefix("disco-demo-")
         .tempdir()
         .unwrap();
+    // nginx's workers (nobody) read the balancer module and routes file in it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let etcd = Etcd::start();
     let demo = Demo {
         endpoints: etcd.endpoints().join(","),
@@ -201,11 +206,11 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
     let nconf = config(
         "lb-nginx",
         format!(
-            "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{}/nginx-access.log\"\n[target.listen]\napp1 = \"127.0.0.1:{nport}\"\n",
+            "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{d}/nginx-access.log\"\nbalancer_socket = \"{d}/nginx-balancer.sock\"\n[target.listen]\napp1 = \"127.0.0.1:{nport}\"\n",
             nfile.display(),
             nginx.nginx_test_args(),
             nginx.pid_file().display(),
-            demo.dir.display()
+            d = demo.dir.display()
         ),
     );
     let _lb_h = demo.agent("lb-haproxy", &["--config".into(), hconf]);
@@ -317,6 +322,7 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
         ("nginx internal", load(nport, true, internal)),
     ];
     let haproxy_reloads = haproxy.reloads();
+    let nginx_workers = nginx.worker_pids();
     println!("\nlive traffic through both proxies: public, fresh connections, and internal (X-Internal: 1)");
     let window = if demo.ci { 300 } else { 2000 };
     show(&loads, window);
@@ -425,6 +431,11 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
     println!(
         "   HAProxy reloads during the story: {} (routing changes go through its Runtime API; the first dark canary with a new header adds its match, a reload)",
         haproxy.reloads() - haproxy_reloads
+    );
+    let workers = nginx.worker_pids();
+    println!(
+        "   nginx workers during the story: {} ({nginx_workers:?} → {workers:?}; routing changes are pushed to its Lua balancer)",
+        if workers == nginx_workers { "unchanged, no reload" } else { "replaced: reloaded" }
     );
     // The broken canary's own 500s on internal traffic are the point of that act:
     // reported, not counted as failures of the upgrade machinery.

@@ -1,17 +1,21 @@
-//! The Runtime API story: etcd, one HAProxy, one LB agent with `runtime_socket`,
-//! versioned backends and keep-alive load through the app's listener. After a set-up
-//! (the agent's first apply, and a dark canary on a header switched on and off once so
-//! that its match kind is rendered), every routing change an operator or an instance
-//! makes in a day is made once — promotions, weights, rollbacks, a switch, the dark
-//! canary, an instance registering, failing its health check, recovering and draining —
-//! and for each the time from the etcd write until the agent reported it applied, and
-//! how (`runtime` or `reload`). Totals: HAProxy master reloads during the story (from
-//! `show proc`), whether the worker pids changed, and the load's failed and retried
-//! requests (both must be 0: no request may fail, and none may need a client's retry).
+//! The reload-free story: etcd, one proxy (HAProxy with `runtime_socket`, or nginx with
+//! `balancer_socket`), one LB agent, versioned backends and keep-alive load through the
+//! app's listener. After a set-up (the agent's first apply, and a dark canary on a
+//! header switched on and off once so that its match kind is rendered), every routing
+//! change an operator or an instance makes in a day is made once — promotions,
+//! weights, rollbacks, a switch, the dark canary, an instance registering, failing its
+//! health check, recovering and draining — and for each the time from the etcd write
+//! until the agent reported it applied, and how (`runtime` or `reload`). Totals: reloads
+//! during the story (HAProxy: the master's `show proc`; nginx: the agent's count),
+//! whether the worker pids changed, the load's failed and retried requests (both must
+//! be 0: no request may fail, and none may need a client's retry), and, when wrk is
+//! installed, a plain `wrk -t2 -c50` run through the story (no socket error, no
+//! non-2xx answer).
 //!
-//! Usage: runtime-story
+//! Usage: runtime-story [--proxy haproxy|nginx]   (default haproxy)
 //! Run through a release build: cargo build --release -p disco-agent -p disco-bench
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +24,7 @@ use disco::model::AgentStatus;
 use disco::store::{Store, Txn, TxnOp, WatchSettings, WatchUpdate};
 use disco::{Key, Keyspace};
 use disco_bench::{only_target, sibling, store_for, Proc, StatusLog};
-use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport};
+use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport, Nginx};
 
 /// Bound on waiting for any one apply.
 const WAIT: Duration = Duration::from_secs(60);
@@ -195,7 +199,125 @@ fn applied_by(s: &AgentStatus) -> String {
     only_target(s).applied_by.unwrap_or_else(|| "-".into())
 }
 
-async fn run() -> bool {
+/// The proxy the story runs through.
+enum Proxy {
+    /// HAProxy with `runtime_socket`.
+    Haproxy(Haproxy),
+    /// nginx with `balancer_socket`.
+    Nginx(Nginx),
+}
+
+impl Proxy {
+    fn start(kind: &str, dir: &Path) -> Proxy {
+        match kind {
+            "haproxy" => Proxy::Haproxy(Haproxy::start(&dir.join("disco.cfg"))),
+            "nginx" => {
+                // nginx's workers (nobody) read the balancer module and routes file.
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+                Proxy::Nginx(Nginx::start(&dir.join("disco.conf")))
+            }
+            other => panic!("--proxy haproxy|nginx, not {other}"),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Proxy::Haproxy(_) => "HAProxy",
+            Proxy::Nginx(_) => "nginx",
+        }
+    }
+
+    /// The agent's `[[target]]`.
+    fn target(&self, dir: &Path) -> String {
+        match self {
+            Proxy::Haproxy(h) => format!(
+                "kind = \"haproxy\"\npath = \"{f}\"\nhaproxy_config = \"{c}\"\nmaster_socket = \"{m}\"\nruntime_socket = \"{s}\"\n",
+                f = h.fragment().display(),
+                c = h.main_config().display(),
+                m = h.master_socket().display(),
+                s = h.stats_socket().display(),
+            ),
+            Proxy::Nginx(n) => format!(
+                "kind = \"nginx\"\npath = \"{f}\"\nnginx_args = {a:?}\npid_file = \"{p}\"\nbalancer_socket = \"{s}\"\n",
+                f = n.fragment().display(),
+                a = n.nginx_test_args(),
+                p = n.pid_file().display(),
+                s = dir.join("balancer.sock").display(),
+            ),
+        }
+    }
+
+    /// Reloads so far: HAProxy's master counts them; for nginx, the agent's counter.
+    fn reloads(&self, status: Option<&AgentStatus>) -> u64 {
+        match self {
+            Proxy::Haproxy(h) => h.reloads(),
+            Proxy::Nginx(_) => status.map(|s| only_target(s).reloads).unwrap_or(0),
+        }
+    }
+
+    fn worker_pids(&self) -> Vec<u32> {
+        match self {
+            Proxy::Haproxy(h) => h.worker_pids(),
+            Proxy::Nginx(n) => n.worker_pids(),
+        }
+    }
+}
+
+/// `wrk -t2 -c50` on `url` until stopped (SIGINT: wrk prints its summary), when wrk is
+/// installed.
+struct Wrk(Option<std::process::Child>);
+
+impl Wrk {
+    fn start(url: &str) -> Wrk {
+        let child = Command::new("wrk")
+            .args(["-t2", "-c50", "-d600s", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        if child.is_none() {
+            println!("note: wrk is not installed (scripts/deps.sh installs it): no wrk totals");
+        }
+        Wrk(child)
+    }
+
+    /// Stops wrk; its requests, socket errors and non-2xx/3xx answers.
+    fn stop(mut self) -> Option<(String, String, String)> {
+        let child = self.0.take()?;
+        disco_harness::process::signal(&[child.id()], "INT");
+        let out = child.wait_with_output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let requests = text
+            .lines()
+            .find(|l| l.contains("requests in"))
+            .map(|l| l.trim().to_string())
+            .unwrap_or_else(|| "?".into());
+        let sockets = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Socket errors: "))
+            .map(String::from)
+            .unwrap_or_else(|| "none".into());
+        let non2xx = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses: "))
+            .map(String::from)
+            .unwrap_or_else(|| "0".into());
+        Some((requests, sockets, non2xx))
+    }
+}
+
+impl Drop for Wrk {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn run(kind: &str) -> bool {
     let etcd = Etcd::start();
     let store = store_for(&etcd);
     let ks = Keyspace::default();
@@ -226,19 +348,15 @@ async fn run() -> bool {
     }
     let seeded = write(&store, &seed).await;
 
-    let fragment = dir.path().join("disco.cfg");
-    let haproxy = Haproxy::start(&fragment);
+    let proxy = Proxy::start(kind, dir.path());
     let config = dir.path().join("lb1.toml");
     std::fs::write(
         &config,
         format!(
-            "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"haproxy\"\npath = \"{f}\"\nhaproxy_config = \"{c}\"\nmaster_socket = \"{m}\"\nruntime_socket = \"{s}\"\n",
+            "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\n[etcd]\nendpoints = {e:?}\n[[target]]\n{t}",
             d = dir.path().display(),
             e = etcd.endpoints(),
-            f = fragment.display(),
-            c = haproxy.main_config().display(),
-            m = haproxy.master_socket().display(),
-            s = haproxy.stats_socket().display(),
+            t = proxy.target(dir.path()),
         ),
     )
     .unwrap();
@@ -257,30 +375,33 @@ async fn run() -> bool {
     let mut log = StatusLog::start(&store, &status_key, 1);
     let (_, first) = log.until(seeded, WAIT).await;
     println!(
-        "set-up: the agent's first apply: {} (what HAProxy had loaded was not known)",
-        applied_by(&first)
+        "set-up: the agent's first apply: {} (what {} had loaded was not known)",
+        applied_by(&first),
+        proxy.name()
     );
     let load = Load::start(&url, LoadOptions::default());
     tokio::task::block_in_place(|| load.wait_for_ok(100));
 
     // Set-up: a dark canary on the X-Canary header once, so that its match kind is
     // rendered (the first one reloads); off again.
-    let setup_reloads = haproxy.reloads();
+    let setup_reloads = proxy.reloads(log.latest().as_ref());
     let rev = write(&store, &[(policy_key.clone(), dark.clone())]).await;
     let (_, s) = log.until(rev, WAIT).await;
     let on = applied_by(&s);
     let rev = write(&store, &[(policy_key.clone(), plain.clone())]).await;
     let (_, s) = log.until(rev, WAIT).await;
     println!(
-        "set-up: dark canary on X-Canary switched on ({on}) and off ({}) once, so that its match kind is rendered; HAProxy reloads in the set-up: {}",
+        "set-up: dark canary on X-Canary switched on ({on}) and off ({}) once, so that its match kind is rendered; {} reloads in the set-up: {}",
         applied_by(&s),
-        haproxy.reloads() - setup_reloads
+        proxy.name(),
+        proxy.reloads(Some(&s)) - setup_reloads
     );
 
     // The story, counted from here.
-    let reloads_before = haproxy.reloads();
-    let workers_before = haproxy.worker_pids();
+    let reloads_before = proxy.reloads(log.latest().as_ref());
+    let workers_before = proxy.worker_pids();
     let load_before = load.snapshot();
+    let wrk = Wrk::start(&url);
     let mut steps: Vec<Step> = Vec::new();
 
     macro_rules! step {
@@ -403,7 +524,10 @@ async fn run() -> bool {
         vec![(route(&ks, "instance4"), "v1".into())],
         String::new()
     );
-    let note = format!("instance4 served {} of them", new.requests() - served);
+    let note = format!(
+        "instance4 served {} requests meanwhile (all load counted)",
+        new.requests() - served
+    );
     steps.last_mut().unwrap().note = note;
 
     let from = key4_log.len();
@@ -435,7 +559,7 @@ async fn run() -> bool {
         .await;
     let applied = log.until(seen.1, WAIT).await;
     // HAProxy's own check (inter 1s, fall 2) may have taken it down too; it is back
-    // after its next check.
+    // after its next check. (nginx has no check of its own in balancer mode.)
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let served = new.requests();
     let t = traffic(&load);
@@ -446,8 +570,12 @@ async fn run() -> bool {
         applied,
         t,
         format!(
-            "instance4 served {} (traffic counted 1.2 s later: HAProxy's own check)",
-            new.requests() - served
+            "instance4 served {} (traffic counted 1.2 s later{})",
+            new.requests() - served,
+            match proxy {
+                Proxy::Haproxy(_) => ": HAProxy's own check",
+                Proxy::Nginx(_) => "",
+            }
         ),
     );
 
@@ -471,8 +599,9 @@ async fn run() -> bool {
         "its route stays: the slot is left out".into(),
     );
 
-    let reloads = haproxy.reloads() - reloads_before;
-    let workers_after = haproxy.worker_pids();
+    let wrk = wrk.stop();
+    let reloads = proxy.reloads(log.latest().as_ref()) - reloads_before;
+    let workers_after = proxy.worker_pids();
     let story_load = load.snapshot().since(&load_before);
     let total = load.stop();
     let last = log.latest().map(|s| only_target(&s)).unwrap_or_default();
@@ -511,7 +640,12 @@ async fn run() -> bool {
         disco_bench::percentile(&times, 0.5),
         times.last().copied().unwrap_or(f64::NAN)
     );
-    println!("| HAProxy master reloads during the story | {reloads} |");
+    match &proxy {
+        Proxy::Haproxy(_) => println!("| HAProxy master reloads during the story | {reloads} |"),
+        Proxy::Nginx(_) => {
+            println!("| nginx reloads during the story (the agent's count) | {reloads} |")
+        }
+    }
     println!(
         "| worker pids unchanged | {} ({workers_before:?} → {workers_after:?}) |",
         if same_workers { "yes" } else { "no" }
@@ -528,24 +662,34 @@ async fn run() -> bool {
         "| agent counters at the end: reloads / runtime applies | {} / {} |",
         last.reloads, last.runtime_applies
     );
+    let mut wrk_clean = true;
+    if let Some((requests, sockets, non2xx)) = &wrk {
+        println!("| wrk -t2 -c50 during the story | {requests}; socket errors: {sockets}; non-2xx/3xx: {non2xx} |");
+        wrk_clean = sockets == "none" && non2xx == "0";
+    }
     if !total.errors.is_empty() {
         println!("\nload errors: {:?}", total.errors);
     }
     drop(backends);
-    reloads == 0 && same_workers && total.failed == 0 && total.retried == 0
+    reloads == 0 && same_workers && total.failed == 0 && total.retried == 0 && wrk_clean
 }
 
 fn main() {
-    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
-        println!("usage: runtime-story");
-        return;
-    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let kind = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => "haproxy",
+        ["--proxy", kind] if kind == "haproxy" || kind == "nginx" => kind,
+        _ => {
+            println!("usage: runtime-story [--proxy haproxy|nginx]");
+            return;
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    if !runtime.block_on(run()) {
+    if !runtime.block_on(run(kind)) {
         eprintln!(
             "runtime-story: reloads, worker changes or failed/retried requests (see the totals)"
         );
