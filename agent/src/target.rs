@@ -500,13 +500,9 @@ impl Target {
         self.unflushed = None;
         if let Some(b) = &mut self.balancer {
             b.unflushed = None;
-            if !b.module_written {
-                let module = crate::balancer::module(&b.routes);
-                write_if_changed(&b.module, &module).map_err(|e| self.fail("install", e))?;
-                if let Some(b) = &mut self.balancer {
-                    b.module_written = true;
-                }
-            }
+        }
+        if let Err(e) = self.prepare_balancer() {
+            return Err(self.fail("install", e));
         }
         let hash = hashing.await.map_err(|e| self.fail("install", e))?;
         let previous = std::fs::read(&path).ok();
@@ -581,6 +577,27 @@ impl Target {
             }
         }
         Ok(report(Outcome::Reloaded { took, why }))
+    }
+
+    /// Before a reload in balancer mode: the socket's directory (0700: nginx makes the
+    /// socket 0666) and the balancer module.
+    fn prepare_balancer(&mut self) -> Result<(), String> {
+        let Some(b) = &mut self.balancer else {
+            return Ok(());
+        };
+        if let Some(dir) = b.socket.parent().filter(|d| !d.exists()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        if !b.module_written {
+            write_if_changed(&b.module, &crate::balancer::module(&b.routes))?;
+            b.module_written = true;
+        }
+        Ok(())
     }
 
     /// Makes the nginx balancer hold `next` (pushing what differs from what it was

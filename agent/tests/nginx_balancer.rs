@@ -317,3 +317,45 @@ async fn after_a_restart_nginx_serves_the_last_routes_pushed() {
     lb.nginx.restart();
     only("v2", &lb.versions(&[], 20));
 }
+
+/// One HTTP/1.0 exchange with the balancer's admin server; the whole answer.
+fn admin(lb: &Lb, method: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::os::unix::net::UnixStream::connect(socket(lb.dir.path())).unwrap();
+    write!(
+        conn,
+        "{method} {} HTTP/1.0\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        disco::render::nginx::BALANCER_ADMIN_PATH,
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_that_reads_back_wrong_falls_back_to_a_reload_that_repairs_it() {
+    let lb = start().await;
+    // Someone else writes to the balancer: an entry the agent never pushed.
+    let answer = admin(&lb, "PUT", "app ghost\nrouted 127.0.0.1:1 100\nend\n");
+    assert!(answer.contains("ok 1 set"), "{answer}");
+    // The next change reads back something else than the agent pushed: it reloads,
+    // then pushes what was missing and deletes what was extra.
+    lb.put(&route("app1", "instance1"), "v2").await;
+    let s = lb.applied().await;
+    assert_eq!(
+        s.targets["nginx"].applied_by.as_deref(),
+        Some("reload"),
+        "{}",
+        lb.agent.log_text()
+    );
+    assert!(lb.agent.log_text().contains("reloading instead"));
+    let held = admin(&lb, "GET", "");
+    assert!(!held.contains("ghost"), "{held}");
+    assert!(held.contains("app app1"), "{held}");
+    // And the one after is a push again.
+    lb.pushed(&route("app1", "instance1"), "v1", "after the repair")
+        .await;
+    only("v1", &lb.versions(&[], 20));
+}
