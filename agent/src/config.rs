@@ -294,12 +294,22 @@ pub struct TargetConfig {
     /// a restart). Default: none (every change reloads).
     #[serde(default)]
     pub balancer_socket: Option<PathBuf>,
+    /// nginx with `balancer_socket`: how often the balancer is read back between
+    /// changes, so that one that lost its routes (nginx restarted without its routes
+    /// file) or holds routes the agent did not push is filled again. `0s`: only at
+    /// changes. Default: `2s`.
+    #[serde(default = "default_balancer_check", with = "humantime_serde")]
+    pub balancer_check: Duration,
     /// nginx: an absolute path where every server of the generated file logs its
     /// requests in disco's format; the agent tails it (following rotation and
     /// truncation) for per-version traffic statistics. These servers then log only
     /// there. Default: none (no access log, no statistics from this target).
     #[serde(default)]
     pub access_log: Option<PathBuf>,
+}
+
+fn default_balancer_check() -> Duration {
+    Duration::from_secs(2)
 }
 
 fn default_command_timeout() -> Duration {

@@ -291,8 +291,20 @@ impl Lb {
         self.apply().await;
         let mut stats_tick = tokio::time::interval(self.config.stats_interval);
         stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // nginx balancers are read back between changes too: a restarted nginx whose
+        // dict came back empty is filled again.
+        let check = self
+            .targets
+            .iter()
+            .filter(|t| t.has_balancer() && !t.config.balancer_check.is_zero())
+            .map(|t| t.config.balancer_check)
+            .min();
+        let has_balancer = check.is_some();
+        let mut balancer_tick = tokio::time::interval(check.unwrap_or(Duration::from_secs(3600)));
+        balancer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let has_stats = self.collector.is_enabled();
         let mut collect = false;
+        let mut check_balancers = false;
         let mut pending = false;
         let mut stopping = false;
         loop {
@@ -318,6 +330,7 @@ impl Lb {
                     pending = true;
                 }
                 _ = stats_tick.tick(), if has_stats => collect = true,
+                _ = balancer_tick.tick(), if has_balancer => check_balancers = true,
                 // The snapshot cache is behind: write it.
                 _ = tokio::time::sleep_until(self.cache_saved_at.unwrap_or_else(Instant::now) + CACHE_INTERVAL), if self.cache_dirty => {
                     self.save_cache();
@@ -335,6 +348,13 @@ impl Lb {
             }
             if std::mem::take(&mut collect) {
                 self.collect_stats().await;
+            }
+            if std::mem::take(&mut check_balancers) {
+                for target in &mut self.targets {
+                    if !target.config.balancer_check.is_zero() {
+                        pending |= target.balancer_lost().await;
+                    }
+                }
             }
             if pending {
                 pending = false;

@@ -227,6 +227,37 @@ impl Target {
         self.runtime.is_some()
     }
 
+    /// True for an nginx target in balancer mode.
+    pub fn has_balancer(&self) -> bool {
+        self.balancer.is_some()
+    }
+
+    /// Between changes, in balancer mode: true when the balancer no longer holds what
+    /// was last pushed (nginx restarted and found no routes file, or someone else wrote
+    /// to it), so that the next apply pushes again. An unreachable balancer is left to
+    /// the next change.
+    pub async fn balancer_lost(&mut self) -> bool {
+        let timeout = self.config.timeout;
+        let Some(b) = &mut self.balancer else {
+            return false;
+        };
+        let Some(last) = &b.last else {
+            return false;
+        };
+        match crate::balancer::read(&b.socket, timeout).await {
+            Ok(held) if held.entries == *last => false,
+            Ok(_) => {
+                tracing::warn!(target = %self.name, "the nginx balancer lost the routes pushed (nginx restarted?): pushing again");
+                b.last = None;
+                true
+            }
+            Err(e) => {
+                tracing::debug!(target = %self.name, error = %e, "could not read the nginx balancer");
+                false
+            }
+        }
+    }
+
     fn fail(&self, stage: &'static str, message: impl std::fmt::Display) -> ApplyError {
         ApplyError {
             target: self.name.clone(),

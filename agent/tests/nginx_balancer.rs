@@ -34,10 +34,10 @@ fn socket(dir: &Path) -> PathBuf {
     dir.join("balancer.sock")
 }
 
-fn config(dir: &Path, etcd: &Etcd, nginx: &Nginx, listen: &str) -> String {
+fn config(dir: &Path, etcd: &Etcd, nginx: &Nginx, listen: &str, check: &str) -> String {
     let args: Vec<String> = nginx.nginx_test_args();
     format!(
-        "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"nginx\"\npath = \"{f}\"\nnginx_args = {args:?}\npid_file = \"{p}\"\ntimeout = \"20s\"\nbalancer_socket = \"{s}\"\n[target.listen]\napp1 = \"{listen}\"\n",
+        "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"nginx\"\npath = \"{f}\"\nnginx_args = {args:?}\npid_file = \"{p}\"\ntimeout = \"20s\"\nbalancer_socket = \"{s}\"\nbalancer_check = \"{check}\"\n[target.listen]\napp1 = \"{listen}\"\n",
         d = dir.display(),
         e = etcd.endpoints(),
         f = fragment(dir).display(),
@@ -49,6 +49,11 @@ fn config(dir: &Path, etcd: &Etcd, nginx: &Nginx, listen: &str) -> String {
 /// etcd, nginx, v1 and v2 on instance1..3 (routed to v1), an agent in balancer mode;
 /// waits for the first apply.
 async fn start() -> Lb {
+    start_with("2s").await
+}
+
+/// [`start`] with `balancer_check` set to `check`.
+async fn start_with(check: &str) -> Lb {
     assert!(
         disco_harness::nginx::has_lua(),
         "nginx's lua module is missing: run scripts/deps.sh"
@@ -89,7 +94,7 @@ async fn start() -> Lb {
     let agent = Agent::start(
         dir.path(),
         "lb1",
-        &config(dir.path(), &etcd, &nginx, &listen),
+        &config(dir.path(), &etcd, &nginx, &listen, check),
     );
     applied(&store, &agent, rev).await;
     Lb {
@@ -336,7 +341,8 @@ fn admin(lb: &Lb, method: &str, body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_that_reads_back_wrong_falls_back_to_a_reload_that_repairs_it() {
-    let lb = start().await;
+    // No reading back between changes: the next change finds it.
+    let lb = start_with("0s").await;
     // Someone else writes to the balancer: an entry the agent never pushed.
     let answer = admin(&lb, "PUT", "app ghost\nrouted 127.0.0.1:1 100\nend\n");
     assert!(answer.contains("ok 1 set"), "{answer}");
@@ -358,4 +364,43 @@ async fn a_push_that_reads_back_wrong_falls_back_to_a_reload_that_repairs_it() {
     lb.pushed(&route("app1", "instance1"), "v1", "after the repair")
         .await;
     only("v1", &lb.versions(&[], 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_nginx_without_its_routes_file_is_filled_again_by_the_agent() {
+    let mut lb = start().await;
+    lb.pushed(&route("app1", "instance1"), "v2", "promote one")
+        .await;
+    let routes = lb.dir.path().join("disco.conf.routes");
+    let v2 = lb
+        ._backends
+        .iter()
+        .find(|b| b.version() == "v2")
+        .map(|b| format!("routed {} ", b.addr()))
+        .unwrap();
+    // (instance1's v2 is the first v2 backend started.)
+    disco_harness::wait_for(
+        "the routes file",
+        std::time::Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&routes).ok()?;
+            text.contains(&v2).then_some(())
+        },
+    );
+    // The file gone too: nginx comes back with nothing to serve, until the agent,
+    // reading the balancer back between changes, pushes again.
+    std::fs::remove_file(&routes).unwrap();
+    lb.nginx.restart();
+    let url = lb.url.clone();
+    disco_harness::wait_for(
+        "app1 served again",
+        std::time::Duration::from_secs(20),
+        || matches!(disco_harness::get(&url, &[]), Ok((200, _))).then_some(()),
+    );
+    let seen = lb.versions(&[], 60);
+    assert!(
+        seen.get("v2").is_some_and(|n| *n > 0) && seen.get("v1").is_some_and(|n| *n > 0),
+        "{seen:?}"
+    );
+    assert!(lb.agent.log_text().contains("pushing again"));
 }
