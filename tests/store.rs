@@ -316,11 +316,23 @@ async fn a_watch_from_now_has_no_gap_and_no_repeat_while_writes_go_on() {
             );
         }
     };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let last = loop {
-        let update = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-            .await
-            .expect("no watch update within 30s")
-            .expect("watch ended");
+        // Until the writer is done and the watch has caught up with etcd.
+        if writer.is_finished() {
+            let (revision, kvs) = store.get_prefix(prefix, None).await.unwrap();
+            if at >= revision {
+                break kvs;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watch did not catch up within 30s"
+        );
+        let update = match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+            Ok(update) => update.expect("watch ended"),
+            Err(_) => continue,
+        };
         match update {
             WatchUpdate::Initial { revision, kvs } => {
                 assert_eq!(at, 0, "one initial read");
@@ -341,12 +353,6 @@ async fn a_watch_from_now_has_no_gap_and_no_repeat_while_writes_go_on() {
             }
             WatchUpdate::Live => {}
             other => panic!("unexpected {other:?}"),
-        }
-        if writer.is_finished() {
-            let (revision, kvs) = store.get_prefix(prefix, None).await.unwrap();
-            if at >= revision {
-                break kvs;
-            }
         }
     };
     let want: std::collections::BTreeMap<String, u32> = last
