@@ -57,28 +57,42 @@ local function parse(text)
   return s
 end
 
--- Replaces entries from a body of "app <name>\n<lines>\nend\n" blocks and
--- "delete <name>\n" lines, and sets the generation from a "generation <n>\n" line.
+-- Replaces entries from a body of "app <name>" ... "end" blocks (an entry's lines in
+-- between), "delete <name>" lines and a "generation <n>" line, read line by line.
 -- Returns the count of entries set and deleted, or nil and an error.
 local function store(body)
-  -- Every block and line starts after a newline: a value can never end a block.
-  body = "\n" .. body
-  local set, deleted = 0, 0
-  for name in body:gmatch("\ndelete (%S+)\n") do
-    dict:delete(name)
-    deleted = deleted + 1
-  end
-  for name, lines in body:gmatch("\napp (%S+)(.-)\nend\n") do
-    local ok, err, forcible = dict:set(name, lines)
-    if not ok then
-      return nil, err
+  local set, deleted, generation = 0, 0, nil
+  local app, lines = nil, nil
+  for line in (body .. "\n"):gmatch("([^\n]*)\n") do
+    if app then
+      if line == "end" then
+        local ok, err, forcible = dict:set(app, table.concat(lines))
+        if not ok then
+          return nil, err
+        end
+        if forcible then
+          ngx.log(ngx.ERR, "disco: disco_routes is full; entries were evicted")
+        end
+        set = set + 1
+        app = nil
+      else
+        lines[#lines + 1] = "\n" .. line
+      end
+    else
+      local name = line:match("^app (%S+)$")
+      if name then
+        app, lines = name, {}
+      else
+        name = line:match("^delete (%S+)$")
+        if name then
+          dict:delete(name)
+          deleted = deleted + 1
+        else
+          generation = line:match("^generation (%d+)$") or generation
+        end
+      end
     end
-    if forcible then
-      ngx.log(ngx.ERR, "disco: disco_routes is full; entries were evicted")
-    end
-    set = set + 1
   end
-  local generation = body:match("\ngeneration (%d+)\n")
   if generation then
     dict:set(GENERATION, generation)
   end

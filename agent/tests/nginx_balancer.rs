@@ -344,8 +344,12 @@ async fn a_push_that_reads_back_wrong_falls_back_to_a_reload_that_repairs_it() {
     // No reading back between changes: the next change finds it.
     let lb = start_with("0s").await;
     // Someone else writes to the balancer: an entry the agent never pushed.
-    let answer = admin(&lb, "PUT", "app ghost\nrouted 127.0.0.1:1 100\nend\n");
-    assert!(answer.contains("ok 1 set"), "{answer}");
+    let answer = admin(
+        &lb,
+        "PUT",
+        "app ghost1\nrouted 127.0.0.1:1 100\nend\napp ghost2\nend\n",
+    );
+    assert!(answer.contains("ok 2 set 0 deleted"), "{answer}");
     // The next change reads back something else than the agent pushed: it reloads,
     // then pushes what was missing and deletes what was extra.
     lb.put(&route("app1", "instance1"), "v2").await;
@@ -358,6 +362,7 @@ async fn a_push_that_reads_back_wrong_falls_back_to_a_reload_that_repairs_it() {
     );
     assert!(lb.agent.log_text().contains("reloading instead"));
     let held = admin(&lb, "GET", "");
+    // Both deleted by one push.
     assert!(!held.contains("ghost"), "{held}");
     assert!(held.contains("app app1"), "{held}");
     // And the one after is a push again.
