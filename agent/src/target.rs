@@ -447,7 +447,17 @@ impl Target {
             .balancer
             .as_ref()
             .is_none_or(|b| b.last.is_some() && b.last == entries);
-        if runs_it && on_disk.is_some() && on_disk == self.installed_hash && !pending && pushed {
+        // What runs through the Runtime API is known only once this process read it
+        // back: an earlier run may have changed it after the record was written (a kill
+        // between a Runtime API change and its file), even back to what the record says.
+        let read_back = self.runtime.as_ref().is_none_or(|rt| rt.last.is_some());
+        if runs_it
+            && on_disk.is_some()
+            && on_disk == self.installed_hash
+            && !pending
+            && pushed
+            && read_back
+        {
             return Ok(report(Outcome::Unchanged));
         }
         // The new content's hash, computed on another thread while the Runtime API

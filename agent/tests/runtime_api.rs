@@ -364,3 +364,66 @@ async fn a_server_that_is_down_stays_down_across_a_reload() {
         assert_eq!((status, body.trim()), (200, "v1"));
     }
 }
+
+/// An agent killed after a Runtime API change and before its file and record were
+/// written leaves HAProxy running something that neither says, possibly what the next
+/// routing state is again. The next agent reads back before it calls anything
+/// unchanged, and corrects HAProxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_what_haproxy_runs_is_read_back_before_unchanged() {
+    let mut lb = start(None).await;
+    lb.put(&route("app1", "instance1"), "v2").await;
+    lb.applied().await;
+    only_after_flush(&lb).await;
+    lb.agent.kill();
+    // What a killed agent's last Runtime API change would have left: instance1 back
+    // on v1, with the file and the record still saying v2.
+    lb.haproxy
+        .admin("set server disco_app1/instance1:v1 weight 100");
+    lb.haproxy
+        .admin("set server disco_app1/instance1:v2 weight 0");
+    lb.agent.restart();
+    // (The killed agent's status outlives it for its lease: wait on HAProxy itself.)
+    let weights = || {
+        let running = lb.haproxy.admin("show servers state disco_app1");
+        let weight = |name: &str| {
+            running
+                .lines()
+                .find(|l| l.split_whitespace().nth(3) == Some(name))
+                .and_then(|l| l.split_whitespace().nth(7).map(String::from))
+                .unwrap_or_default()
+        };
+        (weight("instance1:v1"), weight("instance1:v2"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while weights() != ("0".to_string(), "100".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HAProxy still runs {:?} for instance1 v1/v2, not the routing state:\n{}",
+            weights(),
+            lb.agent.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(lb
+        .agent
+        .log_text()
+        .contains("applied through the Runtime API"));
+}
+
+/// Waits until the file of the last Runtime API change is written.
+async fn only_after_flush(lb: &Lb) {
+    let path = fragment(lb.dir.path());
+    let v2 = "server instance1:v2";
+    disco_harness::wait_for(
+        "the file written",
+        std::time::Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&path).ok()?;
+            text.lines()
+                .find(|l| l.trim_start().starts_with(v2))
+                .filter(|l| l.contains("weight 100"))
+                .map(drop)
+        },
+    );
+}
