@@ -32,7 +32,9 @@ local function parse(text)
   for line in text:gmatch("[^\n]+") do
     local kind, a, b = line:match("^(%a+) (%S+) (%S+)$")
     if kind == "routed" or kind == "dark" then
-      local host, port = a:match("^%[([^%]]+)%]:(%d+)$")
+      -- An IPv6 host keeps its brackets: set_current_peer reads the first ':' of a
+      -- bare one as the port's.
+      local host, port = a:match("^(%[[^%]]+%]):(%d+)$")
       if not host then
         host, port = a:match("^([^:]+):(%d+)$")
       end
@@ -59,15 +61,18 @@ end
 
 -- Replaces entries from a body of "app <name>" ... "end" blocks (an entry's lines in
 -- between), "delete <name>" lines and a "generation <n>" line, read line by line.
--- Returns the count of entries set and deleted, or nil and an error.
-local function store(body)
+-- With `only_add`, an entry (or the generation) already there is kept: the routes file
+-- never overwrites a push. Returns the count of entries set and deleted, or nil and
+-- an error.
+local function store(body, only_add)
+  local put = only_add and dict.add or dict.set
   local set, deleted, generation = 0, 0, nil
   local app, lines = nil, nil
   for line in (body .. "\n"):gmatch("([^\n]*)\n") do
     if app then
       if line == "end" then
-        local ok, err, forcible = dict:set(app, table.concat(lines))
-        if not ok then
+        local ok, err, forcible = put(dict, app, table.concat(lines))
+        if not ok and err ~= "exists" then
           return nil, err
         end
         if forcible then
@@ -94,17 +99,18 @@ local function store(body)
     end
   end
   if generation then
-    dict:set(GENERATION, generation)
+    put(dict, GENERATION, generation)
   end
   return set, deleted
 end
 
--- After a restart the dict is empty: the first worker to notice loads the routes file.
-local function ensure_loaded()
+-- After a restart the dict is empty: the first worker to notice loads the routes file
+-- (and the admin server before it stores a push, which may carry only some apps).
+local function ensure_loaded(wait)
   if dict:get(GENERATION) then
     return
   end
-  if not dict:add("\0loading", true, 5) then
+  if not dict:add("\0loading", true, 5) and not wait then
     return
   end
   local f = io.open(ROUTES, "rb")
@@ -114,11 +120,9 @@ local function ensure_loaded()
   end
   local body = f:read("*a")
   f:close()
-  if not dict:get(GENERATION) then
-    local ok, err = store(body)
-    if not ok then
-      ngx.log(ngx.ERR, "disco: loading ", ROUTES, ": ", err)
-    end
+  local ok, err = store(body, true)
+  if not ok then
+    ngx.log(ngx.ERR, "disco: loading ", ROUTES, ": ", err)
   end
 end
 
@@ -189,24 +193,29 @@ function M.access(app, network)
   if set.total == 0 then
     return ngx.exit(503)
   end
-  ngx.ctx.disco = { set = set, tries = 0 }
+  ngx.ctx.disco = { set = set, tries = 0, tried = {} }
 end
 
-local function pick(set, avoid)
-  local r = math.random() * set.total
-  local chosen = set[#set]
+-- A peer by weight among those not tried yet (among all once every one was).
+local function pick(set, tried)
+  local total = 0
   for _, p in ipairs(set) do
-    r = r - p.weight
-    if r <= 0 then
-      chosen = p
-      break
+    if not tried[p] then
+      total = total + p.weight
     end
   end
-  -- On a retry, another peer rather than the one that failed (when there is one).
-  if avoid and chosen == avoid and #set > 1 then
-    for i, p in ipairs(set) do
-      if p == chosen then
-        return set[i % #set + 1]
+  if total == 0 then
+    tried = {}
+    total = set.total
+  end
+  local r = math.random() * total
+  local chosen
+  for _, p in ipairs(set) do
+    if not tried[p] then
+      chosen = p
+      r = r - p.weight
+      if r <= 0 then
+        break
       end
     end
   end
@@ -223,8 +232,8 @@ function M.balance(tries)
     balancer.set_more_tries(math.min(tries, #ctx.set) - 1)
   end
   ctx.tries = ctx.tries + 1
-  local p = pick(ctx.set, ctx.last)
-  ctx.last = p
+  local p = pick(ctx.set, ctx.tried)
+  ctx.tried[p] = true
   local ok, err = balancer.set_current_peer(p.host, p.port)
   if not ok then
     ngx.log(ngx.ERR, "disco: set_current_peer ", p.host, ":", p.port, ": ", err)
@@ -246,6 +255,7 @@ function M.admin()
         f:close()
       end
     end
+    ensure_loaded(true)
     local set, deleted = store(body or "")
     if not set then
       ngx.status = 507

@@ -575,6 +575,12 @@ impl Target {
                 return Err(self.fail("validation", e));
             }
         }
+        // A new app's routes are in the balancer before its first request.
+        if let Some(next) = entries.as_ref().filter(|_| self.balancer.is_some()) {
+            if let Err(e) = self.push(next, snapshot.revision).await {
+                tracing::debug!(target = %self.name, error = %e, "could not push before the reload; pushing after it");
+            }
+        }
         let reload_started = Instant::now();
         self.last_reload_at = Some(reload_started);
         let reloaded = self.reload().await;
@@ -649,8 +655,15 @@ impl Target {
         let timeout = self.config.timeout;
         let b = self.balancer.as_mut().expect("a balancer target");
         if !b.module_written {
-            write_if_changed(&b.module, &crate::balancer::module(&b.routes))?;
+            let changed = write_if_changed(&b.module, &crate::balancer::module(&b.routes))?;
             b.module_written = true;
+            // nginx's workers keep the module they loaded until a reload.
+            if changed {
+                return Err(
+                    "the balancer module changed (a new disco-agent): reloading nginx to load it"
+                        .into(),
+                );
+            }
         }
         let held = match b.last.take() {
             Some(last) => last,
@@ -817,15 +830,18 @@ impl Target {
     }
 }
 
-/// Writes `content` at `path` (creating its directory) unless it holds it already.
-fn write_if_changed(path: &Path, content: &str) -> Result<(), String> {
+/// Writes `content` at `path` (creating its directory) unless it holds it already;
+/// returns whether it wrote.
+fn write_if_changed(path: &Path, content: &str) -> Result<bool, String> {
     if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    atomic_write::install(path, content.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+    atomic_write::install(path, content.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(true)
 }
 
 /// Writes the pattern files that differ from what they hold.

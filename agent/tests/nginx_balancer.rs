@@ -409,3 +409,18 @@ async fn a_restarted_nginx_without_its_routes_file_is_filled_again_by_the_agent(
     );
     assert!(lb.agent.log_text().contains("pushing again"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_endpoint_is_served() {
+    let lb = start().await;
+    let v6 = Backend::start_on("[::1]:0", "v6").expect("binding [::1]");
+    lb.put(
+        &endpoint("app1", "instance5", "v6"),
+        &format!(r#"{{"address":"{}"}}"#, v6.addr()),
+    )
+    .await;
+    lb.pushed(&route("app1", "instance5"), "v6", "an IPv6 endpoint")
+        .await;
+    let seen = lb.versions(&[], 80);
+    assert!(seen.get("v6").is_some_and(|n| *n > 0), "{seen:?}");
+}
