@@ -396,8 +396,20 @@ async fn published_stats_by_version(kind: &str) {
         _ => {
             let fragment = dir.path().join("disco.conf");
             let n = Nginx::start(&fragment);
+            // In balancer mode the servers are picked in Lua; the access log is the same.
+            let balancer = if kind == "nginx-balancer" {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                    .unwrap();
+                format!(
+                    "balancer_socket = \"{}\"\n",
+                    dir.path().join("balancer.sock").display()
+                )
+            } else {
+                String::new()
+            };
             let t = format!(
-                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{}\"\n[target.listen]\napp1 = \"{listen}\"\n",
+                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{}\"\n{balancer}[target.listen]\napp1 = \"{listen}\"\n",
                 fragment.display(),
                 n.nginx_test_args(),
                 n.pid_file().display(),
@@ -446,9 +458,11 @@ async fn published_stats_by_version(kind: &str) {
         (record.agent.as_str(), record.app.as_str()),
         ("lb1", "app1")
     );
+    // Sources by target name and kind (the balancer is an nginx target).
+    let target = kind.trim_end_matches("-balancer");
     assert_eq!(
         record.sources,
-        BTreeMap::from([(kind.to_string(), kind.to_string())])
+        BTreeMap::from([(target.to_string(), target.to_string())])
     );
     assert_eq!(record.interval_ms, 500);
     assert!(record.window_ms > 0 && !record.started_at.is_empty());
@@ -473,7 +487,7 @@ async fn published_stats_by_version(kind: &str) {
     );
     assert!(v1.total.requests <= v1a.requests() + v1b.requests());
     assert!(v1.total.timed > 0 && v1.total.mean_ms().is_some());
-    if kind == "nginx" {
+    if kind.starts_with("nginx") {
         assert!(
             v1.total.percentile_ms(0.95).is_some(),
             "nginx gives a histogram"
@@ -486,7 +500,7 @@ async fn published_stats_by_version(kind: &str) {
     let (m, text) = scrape(&base).await;
     let series = |name: &str, version: &str| {
         m.get(&format!(
-            "{name}{{app=\"app1\",version=\"{version}\",target=\"{kind}\"}}"
+            "{name}{{app=\"app1\",version=\"{version}\",target=\"{target}\"}}"
         ))
         .copied()
         .unwrap_or_else(|| panic!("no {name} of {version} in\n{text}"))
@@ -509,4 +523,9 @@ async fn haproxy_stats_socket_gives_per_version_5xx_rates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_access_log_gives_per_version_5xx_rates() {
     published_stats_by_version("nginx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_balancer_access_log_gives_per_version_5xx_rates() {
+    published_stats_by_version("nginx-balancer").await;
 }
