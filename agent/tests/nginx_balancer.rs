@@ -61,9 +61,7 @@ async fn start_with(check: &str) -> Lb {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
     let dir = tempfile::tempdir().unwrap();
-    // nginx (workers run as nobody) must reach the socket's directory.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    disco_harness::nginx::open_to_workers(dir.path());
     let nginx = Nginx::start(&fragment(dir.path()));
     let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
     let mut backends = Vec::new();

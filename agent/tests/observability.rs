@@ -398,9 +398,7 @@ async fn published_stats_by_version(kind: &str) {
             let n = Nginx::start(&fragment);
             // In balancer mode the servers are picked in Lua; the access log is the same.
             let balancer = if kind == "nginx-balancer" {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                    .unwrap();
+                disco_harness::nginx::open_to_workers(dir.path());
                 format!(
                     "balancer_socket = \"{}\"\n",
                     dir.path().join("balancer.sock").display()

@@ -406,10 +406,7 @@ async fn bench_target(
             out = dir.path().join("disco.conf");
             let n = disco_harness::Nginx::start(&out);
             let balancer = if kind == "nginx-balancer" {
-                // nginx's workers (nobody) read the balancer module and routes file.
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                    .unwrap();
+                disco_harness::nginx::open_to_workers(dir.path());
                 format!(
                     "balancer_socket = \"{}\"\n",
                     dir.path().join("balancer.sock").display()

@@ -123,11 +123,7 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
         .prefix("disco-demo-")
         .tempdir()
         .unwrap();
-    // nginx's workers (nobody) read the balancer module and routes file in it.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    disco_harness::nginx::open_to_workers(work.path());
     let etcd = Etcd::start();
     let demo = Demo {
         endpoints: etcd.endpoints().join(","),

@@ -119,11 +119,7 @@ async fn run(rounds: usize, seconds: u64) {
         store.put(&route, "v1", None).await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    // nginx's workers (nobody) read the balancer module and routes file.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    disco_harness::nginx::open_to_workers(dir.path());
     let modes = [
         (
             "reload mode (plain upstream)",

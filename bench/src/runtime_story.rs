@@ -212,9 +212,7 @@ impl Proxy {
         match kind {
             "haproxy" => Proxy::Haproxy(Haproxy::start(&dir.join("disco.cfg"))),
             "nginx" => {
-                // nginx's workers (nobody) read the balancer module and routes file.
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+                disco_harness::nginx::open_to_workers(dir);
                 Proxy::Nginx(Nginx::start(&dir.join("disco.conf")))
             }
             other => panic!("--proxy haproxy|nginx, not {other}"),

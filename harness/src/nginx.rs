@@ -263,6 +263,14 @@ const LUA_MODULES: [&str; 2] = [
     "/usr/lib/nginx/modules/ngx_http_lua_module.so",
 ];
 
+/// Opens `dir` (mode 0755) to nginx's workers, which run as `nobody`: a target in
+/// balancer mode keeps the Lua module and the routes file that they read beside its
+/// file, and a temp dir is 0700.
+pub fn open_to_workers(dir: &Path) {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod 0755 of a dir nginx's workers read");
+}
+
 /// True when nginx's lua module is installed (`libnginx-mod-http-lua`); then every
 /// nginx the harness starts loads it, for targets with a `balancer_socket`.
 pub fn has_lua() -> bool {

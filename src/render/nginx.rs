@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{self, AppPlan, Backend, DarkMatch};
+use super::plan::{self, AppPlan, Backend, DarkMatch, DarkPlan};
 use super::{header, Rendered, Serves};
 use crate::model::Mode;
 use crate::validate::Address;
@@ -341,38 +341,13 @@ fn write_balancer_app(
     }
     writeln!(out, "}}")?;
     // A dark canary by network is a `geo` of the file; headers and cookies are pushed.
-    let networks: Vec<&String> = app
-        .dark
-        .iter()
-        .flat_map(|d| &d.matches)
-        .filter_map(|m| match m {
-            DarkMatch::Network(net) => Some(net),
-            _ => None,
-        })
-        .collect();
+    let networks = app.dark.as_ref().map(networks).unwrap_or_default();
     let network = if networks.is_empty() {
         "\"0\"".to_string()
     } else {
-        writeln!(out, "geo ${var}_src {{")?;
-        writeln!(out, "    default 0;")?;
-        for net in networks {
-            writeln!(out, "    {net} 1;")?;
-        }
-        writeln!(out, "}}")?;
-        format!("ngx.var.{var}_src")
+        format!("ngx.var.{}", &write_geo(out, &var, &networks)?[1..])
     };
-    if o.access_log.is_some() {
-        writeln!(
-            out,
-            "log_format {var} '{ACCESS_LOG_TAG}|{name}|{ACCESS_LOG_FORMAT}';"
-        )?;
-    }
-    writeln!(out, "server {{")?;
-    writeln!(out, "    listen {listen};")?;
-    if let Some(path) = &o.access_log {
-        writeln!(out, "    access_log \"{path}\" {var} buffer=32k flush=1s;")?;
-    }
-    writeln!(out, "    underscores_in_headers on;")?;
+    write_server_head(out, name, &var, listen, o, true)?;
     // The balancer's admin path is served on its socket only.
     writeln!(out, "    location = {BALANCER_ADMIN_PATH} {{")?;
     writeln!(out, "        return 404;")?;
@@ -415,23 +390,9 @@ fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions
             // 0/1 flags: one for all networks, one per header or cookie match (numbered by
             // its place in the policy); the request is dark if any flag is 1.
             let mut flags = Vec::new();
-            let networks: Vec<&String> = dark
-                .matches
-                .iter()
-                .filter_map(|m| match m {
-                    DarkMatch::Network(net) => Some(net),
-                    _ => None,
-                })
-                .collect();
+            let networks = networks(dark);
             if !networks.is_empty() {
-                let flag = format!("${var}_src");
-                writeln!(out, "geo {flag} {{")?;
-                writeln!(out, "    default 0;")?;
-                for net in networks {
-                    writeln!(out, "    {net} 1;")?;
-                }
-                writeln!(out, "}}")?;
-                flags.push(flag);
+                flags.push(write_geo(out, &var, &networks)?);
             }
             for (i, m) in dark.matches.iter().enumerate() {
                 let (source, pattern) = match m {
@@ -475,20 +436,7 @@ fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions
             }
         }
     };
-    if o.access_log.is_some() {
-        writeln!(
-            out,
-            "log_format {var} '{ACCESS_LOG_TAG}|{name}|{ACCESS_LOG_FORMAT}';"
-        )?;
-    }
-    writeln!(out, "server {{")?;
-    writeln!(out, "    listen {listen};")?;
-    if let Some(path) = &o.access_log {
-        writeln!(out, "    access_log \"{path}\" {var} buffer=32k flush=1s;")?;
-    }
-    if underscores {
-        writeln!(out, "    underscores_in_headers on;")?;
-    }
+    write_server_head(out, name, &var, listen, o, underscores)?;
     writeln!(out, "    location / {{")?;
     let pass = match target {
         Target::Unavailable => {
@@ -514,6 +462,57 @@ fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions
     write_proxy(out, &pass, o)?;
     writeln!(out, "    }}")?;
     writeln!(out, "}}")
+}
+
+/// The networks a dark canary matches.
+fn networks<'a>(dark: &'a DarkPlan) -> Vec<&'a String> {
+    dark.matches
+        .iter()
+        .filter_map(|m| match m {
+            DarkMatch::Network(net) => Some(net),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `geo $<var>_src`: 1 for a request from one of `networks`, else 0. Returns the
+/// variable (with its `$`).
+fn write_geo(out: &mut String, var: &str, networks: &[&String]) -> Result<String, fmt::Error> {
+    let flag = format!("${var}_src");
+    writeln!(out, "geo {flag} {{")?;
+    writeln!(out, "    default 0;")?;
+    for net in networks {
+        writeln!(out, "    {net} 1;")?;
+    }
+    writeln!(out, "}}")?;
+    Ok(flag)
+}
+
+/// An app's `log_format` (with an access log) and the opening of its `server`: the
+/// listen address, the access log, and `underscores_in_headers` when asked.
+fn write_server_head(
+    out: &mut String,
+    name: &str,
+    var: &str,
+    listen: &Address,
+    o: &NginxOptions,
+    underscores: bool,
+) -> fmt::Result {
+    if o.access_log.is_some() {
+        writeln!(
+            out,
+            "log_format {var} '{ACCESS_LOG_TAG}|{name}|{ACCESS_LOG_FORMAT}';"
+        )?;
+    }
+    writeln!(out, "server {{")?;
+    writeln!(out, "    listen {listen};")?;
+    if let Some(path) = &o.access_log {
+        writeln!(out, "    access_log \"{path}\" {var} buffer=32k flush=1s;")?;
+    }
+    if underscores {
+        writeln!(out, "    underscores_in_headers on;")?;
+    }
+    Ok(())
 }
 
 /// The `proxy_*` lines of a location that passes to `pass`.
