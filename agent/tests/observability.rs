@@ -217,7 +217,9 @@ check = ["test", "-e", "{ok}"]
     );
     let classic = parse_metrics(&classic);
     assert_eq!(classic.len(), m.len());
-    assert_eq!(m["disco_agent_applied_revision"], rev as f64);
+    // At least the seed's revision: the agent's own status write may come before its
+    // first read of the routing state, which then happens at a later revision.
+    assert!(m["disco_agent_applied_revision"] >= rev as f64, "{text}");
     assert_eq!(m["disco_agent_healthy"], 1.0);
     assert_eq!(m["disco_agent_watch_live"], 1.0);
     assert_eq!(m["disco_agent_rejected_records"], 0.0);
@@ -233,11 +235,14 @@ check = ["test", "-e", "{ok}"]
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["healthy"], true, "{doc}");
     assert_eq!(doc["id"], "lb1");
-    assert_eq!(doc["applied_revision"], rev);
+    assert!(doc["applied_revision"].as_i64() >= Some(rev), "{doc}");
     assert_eq!(doc["watch"]["live"], true);
     assert_eq!(doc["apps"]["app1"]["routes"]["instance1"], "v1");
     assert_eq!(doc["apps"]["app1"]["versions"]["v1"]["routed_slots"], 1);
-    assert_eq!(doc["targets"]["template"]["revision"], rev);
+    assert!(
+        doc["targets"]["template"]["revision"].as_i64() >= Some(rev),
+        "{doc}"
+    );
 
     // A bad record shows as rejected, without making the agent unhealthy.
     store
