@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{self, AppPlan, DarkMatch};
+use super::resolve::{self, DarkMatch, ResolvedApp};
 use super::{header, Rendered, Serves};
 use crate::model::Mode;
 use crate::snapshot::App;
@@ -319,7 +319,7 @@ pub fn haproxy_cached(
     let mut text = header();
     write_head(&mut text, options, files).expect("writing to a String cannot fail");
     let mut structures = structure(&text);
-    let mut listeners = plan::Listeners::default();
+    let mut listeners = resolve::Listeners::default();
     text.reserve(cache.apps.values().map(|c| c.block.len()).sum());
     for (name, c) in &cache.apps {
         if let Some(reason) = &c.left_out {
@@ -327,7 +327,7 @@ pub fn haproxy_cached(
             continue;
         }
         let Some(listen) = &c.listen else {
-            warnings.push(plan::no_listen(name));
+            warnings.push(resolve::no_listen(name));
             continue;
         };
         if !listeners.claim(name, listen, &mut warnings) {
@@ -372,7 +372,7 @@ fn render_app(
         structure: String::new(),
         part: RuntimeState::default(),
     };
-    let plan = match plan::plan_app(name, app) {
+    let plan = match resolve::resolve_app(name, app) {
         Ok(plan) => plan,
         Err(reason) => {
             cached.left_out = Some(reason);
@@ -410,10 +410,10 @@ fn render_app(
 /// versions. Every registered endpoint is a server of both backends (taking traffic or
 /// not); a backend that is not rendered is simply never read.
 pub fn servers(snapshot: &Snapshot) -> BTreeMap<(String, String), Serves> {
-    let plan = plan::plan(snapshot);
+    let plan = resolve::resolve(snapshot);
     let mut warnings = Vec::new();
     let mut out = BTreeMap::new();
-    for (app, _) in plan::rendered_apps(&plan.apps, &mut warnings, |_| None) {
+    for (app, _) in resolve::rendered_apps(&plan.apps, &mut warnings, |_| None) {
         for backend in [
             format!("disco_{}", app.name),
             format!("disco-dark_{}", app.name),
@@ -446,17 +446,17 @@ fn write_head(out: &mut String, o: &HaproxyOptions, files: Option<&RuntimeFiles>
     writeln!(
         out,
         "    timeout connect {}",
-        plan::duration(o.timeout_connect)
+        resolve::duration(o.timeout_connect)
     )?;
     writeln!(
         out,
         "    timeout client {}",
-        plan::duration(o.timeout_client)
+        resolve::duration(o.timeout_client)
     )?;
     writeln!(
         out,
         "    timeout server {}",
-        plan::duration(o.timeout_server)
+        resolve::duration(o.timeout_server)
     )?;
     writeln!(out, "    retries {}", o.retries)?;
     writeln!(out, "    option redispatch 1")?;
@@ -477,7 +477,7 @@ struct Writer<'w> {
 impl Writer<'_> {
     /// The match kinds of `app`'s frontend, each with its values (none when no dark
     /// canary uses it).
-    fn kinds(&self, app: &AppPlan) -> BTreeMap<MatchKind, BTreeSet<String>> {
+    fn kinds(&self, app: &ResolvedApp) -> BTreeMap<MatchKind, BTreeSet<String>> {
         let http = app.mode == Mode::Http;
         let mut kinds: BTreeMap<MatchKind, BTreeSet<String>> = BTreeMap::new();
         if self.files.is_some() {
@@ -505,7 +505,7 @@ impl Writer<'_> {
         kinds
     }
 
-    fn app(&mut self, app: &AppPlan, listen: &Address) -> fmt::Result {
+    fn app(&mut self, app: &ResolvedApp, listen: &Address) -> fmt::Result {
         let name = app.name;
         let http = app.mode == Mode::Http;
         let kinds = self.kinds(app);
@@ -611,9 +611,9 @@ impl Writer<'_> {
     /// a note for the line's comment).
     fn backend<'a>(
         &mut self,
-        app: &AppPlan<'a>,
+        app: &ResolvedApp<'a>,
         name: &str,
-        weigh: impl Fn(&plan::Server<'a>) -> (u32, &'static str),
+        weigh: impl Fn(&resolve::Server<'a>) -> (u32, &'static str),
     ) -> fmt::Result {
         let http = app.mode == Mode::Http;
         let out = &mut *self.out;

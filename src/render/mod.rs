@@ -15,7 +15,7 @@
 
 pub mod haproxy;
 pub mod nginx;
-mod plan;
+mod resolve;
 pub mod template;
 
 #[cfg(test)]

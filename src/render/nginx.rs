@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{self, AppPlan, Backend, DarkMatch, DarkPlan};
+use super::resolve::{self, Backend, DarkMatch, ResolvedApp, ResolvedDark};
 use super::{header, Rendered, Serves};
 use crate::model::Mode;
 use crate::validate::Address;
@@ -121,9 +121,9 @@ fn render(
     options: &NginxOptions,
     mut balancer: Option<(&BalancerFiles, &mut BalancerEntries)>,
 ) -> Rendered {
-    let plan = plan::plan(snapshot);
+    let plan = resolve::resolve(snapshot);
     let mut warnings = plan.warnings.clone();
-    let apps = plan::rendered_apps(&plan.apps, &mut warnings, |app| {
+    let apps = resolve::rendered_apps(&plan.apps, &mut warnings, |app| {
         (app.mode == Mode::Tcp).then(|| {
             format!(
                 "{}: tcp app not rendered: the nginx file is included in http {{ }}; it needs an nginx stream target",
@@ -188,9 +188,9 @@ pub fn nginx_balancer(
 /// form; an endpoint given by DNS name is listed by name and port, which nginx never
 /// logs, so its traffic cannot be attributed). Dark-canary servers are included.
 pub fn upstream_addresses(snapshot: &Snapshot) -> BTreeMap<String, BTreeMap<String, Serves>> {
-    let plan = plan::plan(snapshot);
+    let plan = resolve::resolve(snapshot);
     let mut warnings = Vec::new();
-    let apps = plan::rendered_apps(&plan.apps, &mut warnings, |app| {
+    let apps = resolve::rendered_apps(&plan.apps, &mut warnings, |app| {
         (app.mode == Mode::Tcp).then(String::new)
     });
     let mut out = BTreeMap::new();
@@ -215,7 +215,11 @@ pub fn upstream_addresses(snapshot: &Snapshot) -> BTreeMap<String, BTreeMap<Stri
     out
 }
 
-fn write_file(out: &mut String, apps: &[(&AppPlan, &Address)], o: &NginxOptions) -> fmt::Result {
+fn write_file(
+    out: &mut String,
+    apps: &[(&ResolvedApp, &Address)],
+    o: &NginxOptions,
+) -> fmt::Result {
     writeln!(
         out,
         "# Include it inside the http {{ }} block of nginx.conf."
@@ -230,7 +234,7 @@ fn write_file(out: &mut String, apps: &[(&AppPlan, &Address)], o: &NginxOptions)
 /// an upstream picked by Lua and its server.
 fn write_balancer_file(
     out: &mut String,
-    apps: &[(&AppPlan, &Address)],
+    apps: &[(&ResolvedApp, &Address)],
     o: &NginxOptions,
     files: &BalancerFiles,
     entries: &mut BalancerEntries,
@@ -275,7 +279,7 @@ const BALANCER_DICT_SIZE: &str = "16m";
 
 /// An app's `disco_routes` entry. Servers by DNS name are left out (the balancer takes
 /// addresses only), with a warning.
-fn balancer_entry(app: &AppPlan, warnings: &mut Vec<String>) -> String {
+fn balancer_entry(app: &ResolvedApp, warnings: &mut Vec<String>) -> String {
     let mut entry = String::new();
     let dark = app.dark.as_ref();
     let sets = [
@@ -313,7 +317,7 @@ fn balancer_entry(app: &AppPlan, warnings: &mut Vec<String>) -> String {
 
 fn write_balancer_app(
     out: &mut String,
-    app: &AppPlan,
+    app: &ResolvedApp,
     listen: &Address,
     o: &NginxOptions,
 ) -> fmt::Result {
@@ -372,7 +376,12 @@ enum Target {
     Unavailable,
 }
 
-fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions) -> fmt::Result {
+fn write_app(
+    out: &mut String,
+    app: &ResolvedApp,
+    listen: &Address,
+    o: &NginxOptions,
+) -> fmt::Result {
     let name = app.name;
     let var = format!("disco_{}", variable_safe(name));
     let routed = format!("disco_{name}");
@@ -465,7 +474,7 @@ fn write_app(out: &mut String, app: &AppPlan, listen: &Address, o: &NginxOptions
 }
 
 /// The networks a dark canary matches.
-fn networks<'a>(dark: &'a DarkPlan) -> Vec<&'a String> {
+fn networks<'a>(dark: &'a ResolvedDark) -> Vec<&'a String> {
     dark.matches
         .iter()
         .filter_map(|m| match m {
@@ -537,17 +546,17 @@ fn write_proxy(out: &mut String, pass: &str, o: &NginxOptions) -> fmt::Result {
     writeln!(
         out,
         "        proxy_connect_timeout {};",
-        plan::duration(o.connect_timeout)
+        resolve::duration(o.connect_timeout)
     )?;
     writeln!(
         out,
         "        proxy_read_timeout {};",
-        plan::duration(o.read_timeout)
+        resolve::duration(o.read_timeout)
     )?;
     writeln!(
         out,
         "        proxy_send_timeout {};",
-        plan::duration(o.read_timeout)
+        resolve::duration(o.read_timeout)
     )
 }
 
@@ -577,7 +586,7 @@ fn write_upstream(
                 s.address,
                 s.weight,
                 o.max_fails,
-                plan::duration(o.fail_timeout),
+                resolve::duration(o.fail_timeout),
                 s.instance,
                 s.version
             )?;

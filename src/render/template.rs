@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
 
-use super::plan::{self, AppPlan, DarkMatch, Server};
+use super::resolve::{self, DarkMatch, ResolvedApp, Server};
 use super::{RenderError, Rendered};
 use crate::model::Mode;
 use crate::Snapshot;
@@ -57,7 +57,7 @@ use crate::Snapshot;
 /// The warnings are the same notes the built-in renderers give for every app: slots left
 /// out, dark canaries without endpoints, invalid records.
 pub fn template(snapshot: &Snapshot, source: &str) -> Result<Rendered, RenderError> {
-    let plan = plan::plan(snapshot);
+    let plan = resolve::resolve(snapshot);
     let mut warnings = plan.warnings.clone();
     let apps = plan
         .apps
@@ -166,7 +166,7 @@ struct MatchContext<'a> {
 }
 
 impl<'a> AppContext<'a> {
-    fn new(app: &'a AppPlan<'a>) -> Self {
+    fn new(app: &'a ResolvedApp<'a>) -> Self {
         AppContext {
             listen: app.listen.as_ref().map(ToString::to_string),
             mode: match app.mode {

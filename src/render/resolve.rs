@@ -1,7 +1,8 @@
-//! What every renderer agrees on: which endpoints take an app's traffic and at which
-//! weight, where its dark canary goes, and why anything was left out. Every value in a
-//! plan is validated again here, so that even a hand-built [`Snapshot`] cannot put
-//! configuration syntax into rendered text.
+//! The routing state resolved for the renderers ([`Resolved`]; not to be confused with
+//! `crate::plan`, a discoctl verb's slot flips): what every renderer agrees on, which
+//! endpoints take an app's traffic and at which weight, where its dark canary goes, and
+//! why anything was left out. Every value is validated again here, so that even a
+//! hand-built [`Snapshot`] cannot put configuration syntax into rendered text.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -14,15 +15,15 @@ use crate::validate::{self, Address};
 pub(crate) const MAX_WEIGHT: u32 = 256;
 
 /// The routing state of a snapshot, validated and resolved, in app-name order.
-pub(crate) struct Plan<'a> {
+pub(crate) struct Resolved<'a> {
     /// Apps that passed validation.
-    pub apps: Vec<AppPlan<'a>>,
+    pub apps: Vec<ResolvedApp<'a>>,
     /// Apps left out entirely (invalid name or policy), with the reason.
     pub warnings: Vec<String>,
 }
 
 /// One app, resolved.
-pub(crate) struct AppPlan<'a> {
+pub(crate) struct ResolvedApp<'a> {
     pub name: &'a str,
     /// The frontend address; none when the policy has no `listen` (or there is no policy).
     pub listen: Option<Address>,
@@ -30,11 +31,11 @@ pub(crate) struct AppPlan<'a> {
     /// The policy's traffic shares per version (empty without a policy).
     pub percent: &'a BTreeMap<String, u32>,
     /// Every routed slot, routable or not, in slot order.
-    pub slots: Vec<SlotPlan<'a>>,
+    pub slots: Vec<ResolvedSlot<'a>>,
     /// The servers of the routed backend: the endpoints of routable slots.
     pub routed: Backend<'a>,
     /// The dark canary, when it has at least one healthy endpoint.
-    pub dark: Option<DarkPlan<'a>>,
+    pub dark: Option<ResolvedDark<'a>>,
     /// Every valid registered endpoint, routed or not, in slot then version order.
     pub registered: Vec<Server<'a>>,
     /// How the registered endpoints are checked together (HAProxy renders every one of
@@ -45,7 +46,7 @@ pub(crate) struct AppPlan<'a> {
 }
 
 /// A routed slot and, when it cannot take traffic, why.
-pub(crate) struct SlotPlan<'a> {
+pub(crate) struct ResolvedSlot<'a> {
     pub instance: &'a str,
     pub version: &'a str,
     /// The endpoint, when one is registered and valid.
@@ -84,7 +85,7 @@ impl Backend<'_> {
 }
 
 /// Where a dark canary sends matching requests.
-pub(crate) struct DarkPlan<'a> {
+pub(crate) struct ResolvedDark<'a> {
     pub version: &'a str,
     pub matches: Vec<DarkMatch<'a>>,
     /// Every healthy registered endpoint of the dark version.
@@ -134,10 +135,10 @@ impl<'a> Listeners<'a> {
 /// `skip` does not refuse, and whose address no earlier app took. Every app left out
 /// gets a warning; every app rendered brings its own warnings along.
 pub(crate) fn rendered_apps<'p, 'a>(
-    apps: &'p [AppPlan<'a>],
+    apps: &'p [ResolvedApp<'a>],
     warnings: &mut Vec<String>,
-    skip: impl Fn(&AppPlan<'a>) -> Option<String>,
-) -> Vec<(&'p AppPlan<'a>, &'p Address)> {
+    skip: impl Fn(&ResolvedApp<'a>) -> Option<String>,
+) -> Vec<(&'p ResolvedApp<'a>, &'p Address)> {
     let mut listeners = Listeners::default();
     let mut rendered = Vec::new();
     for app in apps {
@@ -159,13 +160,13 @@ pub(crate) fn rendered_apps<'p, 'a>(
 }
 
 /// Resolves and validates a whole snapshot.
-pub(crate) fn plan(snapshot: &Snapshot) -> Plan<'_> {
-    let mut plan = Plan {
+pub(crate) fn resolve(snapshot: &Snapshot) -> Resolved<'_> {
+    let mut plan = Resolved {
         apps: Vec::new(),
         warnings: Vec::new(),
     };
     for (name, app) in &snapshot.apps {
-        match plan_app(name, app) {
+        match resolve_app(name, app) {
             Ok(app) => plan.apps.push(app),
             Err(reason) => plan
                 .warnings
@@ -175,7 +176,7 @@ pub(crate) fn plan(snapshot: &Snapshot) -> Plan<'_> {
     plan
 }
 
-pub(crate) fn plan_app<'a>(name: &'a str, app: &'a App) -> Result<AppPlan<'a>, String> {
+pub(crate) fn resolve_app<'a>(name: &'a str, app: &'a App) -> Result<ResolvedApp<'a>, String> {
     static NO_PERCENT: BTreeMap<String, u32> = BTreeMap::new();
     validate::name("app name", name).map_err(|e| e.to_string())?;
     let mut listen = None;
@@ -234,7 +235,7 @@ pub(crate) fn plan_app<'a>(name: &'a str, app: &'a App) -> Result<AppPlan<'a>, S
                 slot.instance, slot.version
             ));
         }
-        slots.push(SlotPlan {
+        slots.push(ResolvedSlot {
             instance: slot.instance,
             version: slot.version,
             server,
@@ -284,7 +285,7 @@ pub(crate) fn plan_app<'a>(name: &'a str, app: &'a App) -> Result<AppPlan<'a>, S
                 None
             } else {
                 let matches = dark.matches.iter().map(dark_match).collect();
-                Some(DarkPlan {
+                Some(ResolvedDark {
                     version: &dark.version,
                     matches,
                     backend: backend(servers),
@@ -293,7 +294,7 @@ pub(crate) fn plan_app<'a>(name: &'a str, app: &'a App) -> Result<AppPlan<'a>, S
         }
     };
 
-    Ok(AppPlan {
+    Ok(ResolvedApp {
         name,
         listen,
         mode,
@@ -598,7 +599,7 @@ mod tests {
         snapshot.apps.insert("app1".into(), app.clone());
         snapshot.apps.insert("evil }\n".into(), app);
 
-        let plan = plan(&snapshot);
+        let plan = resolve(&snapshot);
         assert_eq!(plan.apps.len(), 1);
         assert!(plan.warnings[0].contains("app name"), "{:?}", plan.warnings);
         let app = &plan.apps[0];
