@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use crate::ports::free_port;
 
+/// Bound on one run of etcdctl or openssl.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// PEM files of a TLS-enabled etcd: the CA, and a client certificate it accepts.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -106,7 +109,8 @@ impl Etcd {
         if let Some((user, password)) = &self.auth {
             cmd.arg("--user").arg(format!("{user}:{password}"));
         }
-        let out = cmd.args(args).output().expect("running etcdctl");
+        let out =
+            crate::process::output_within(cmd.args(args), HELPER_TIMEOUT).expect("running etcdctl");
         assert!(
             out.status.success(),
             "etcdctl {args:?} failed: {}",
@@ -247,8 +251,8 @@ impl Etcd {
 
     fn try_etcdctl_health(&self, i: usize) -> bool {
         let tls = self.tls.as_ref().expect("TLS etcd");
-        Command::new(crate::program("etcdctl", "etcd-client"))
-            .env("ETCDCTL_API", "3")
+        let mut cmd = Command::new(crate::program("etcdctl", "etcd-client"));
+        cmd.env("ETCDCTL_API", "3")
             .arg("--endpoints")
             .arg(self.members[i].client_url_tls(true))
             .arg("--cacert")
@@ -257,8 +261,8 @@ impl Etcd {
             .arg(&tls.cert)
             .arg("--key")
             .arg(&tls.key)
-            .args(["endpoint", "health"])
-            .output()
+            .args(["endpoint", "health"]);
+        crate::process::output_within(&mut cmd, HELPER_TIMEOUT)
             .map(|o| o.status.success())
             .unwrap_or(false)
     }
@@ -311,7 +315,7 @@ impl Etcd {
                 .arg("--key")
                 .arg(&tls.key);
         }
-        let out = cmd.output().ok()?;
+        let out = crate::process::output_within(&mut cmd, HELPER_TIMEOUT).ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
         // [{"Endpoint":"http://...","Status":{"header":{...,"member_id":N,...},...,"leader":M,...}},...]
         let number_after = |s: &str, field: &str| -> Option<u64> {
@@ -359,14 +363,16 @@ impl Etcd {
             .find(|m| m.child.is_some())
             .expect("a running member")
             .client_url();
-        let out = Command::new(crate::program("etcdctl", "etcd-client"))
-            .env("ETCDCTL_API", "3")
-            .arg("--endpoints")
-            .arg(endpoint)
-            .arg("compact")
-            .arg(revision.to_string())
-            .output()
-            .expect("running etcdctl");
+        let out = crate::process::output_within(
+            Command::new(crate::program("etcdctl", "etcd-client"))
+                .env("ETCDCTL_API", "3")
+                .arg("--endpoints")
+                .arg(endpoint)
+                .arg("compact")
+                .arg(revision.to_string()),
+            HELPER_TIMEOUT,
+        )
+        .expect("running etcdctl");
         assert!(
             out.status.success(),
             "etcdctl compact {revision} failed: {}",
@@ -387,11 +393,13 @@ impl Drop for Etcd {
 /// `openssl` command in `dir`.
 fn make_certificates(dir: &std::path::Path) -> TlsFiles {
     let openssl = |args: &[&str]| {
-        let out = Command::new(crate::program("openssl", "openssl"))
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("running openssl");
+        let out = crate::process::output_within(
+            Command::new(crate::program("openssl", "openssl"))
+                .current_dir(dir)
+                .args(args),
+            HELPER_TIMEOUT,
+        )
+        .expect("running openssl");
         assert!(
             out.status.success(),
             "openssl {args:?}: {}",
