@@ -460,11 +460,13 @@ impl Target {
         {
             return Ok(report(Outcome::Unchanged));
         }
-        // The new content's hash, computed on another thread while the Runtime API
-        // change goes out.
+        // The new content's hash: that of what runs when it is the same text (a
+        // balancer push; or compared by hash above), else computed on another thread
+        // while a Runtime API change goes out.
+        let known = runs_it.then(|| self.installed_hash.clone()).flatten();
         let hashing = {
             let text = text.clone();
-            tokio::task::spawn_blocking(move || render::hash(&text))
+            tokio::task::spawn_blocking(move || known.unwrap_or_else(|| render::hash(&text)))
         };
         let mut why = None;
         // A Runtime API change that failed half-way leaves HAProxy between two states:
