@@ -145,31 +145,19 @@ fn nginx_with_its_lua_module_accepts_the_rich_balancer_include() {
     let (rendered, _) = render::nginx::nginx_balancer(&rich(), &NginxOptions::default(), &files);
     let modules = "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n\
                    load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n";
-    let output = nginx_check_with(&rendered.text, modules);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        show(&output),
-        rendered.text
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !stderr.contains("[warn]") && !stderr.contains("[emerg]"),
-        "{}",
-        show(&output)
-    );
+    nginx_accepts(&rendered.text, modules);
 }
 
 #[test]
 fn nginx_accepts_the_rich_include() {
     let rendered = render::nginx(&rich(), &NginxOptions::default());
-    let output = nginx_check(&rendered.text);
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        show(&output),
-        rendered.text
-    );
+    nginx_accepts(&rendered.text, "");
+}
+
+/// `nginx -t` (after `modules`) accepts `conf`, with no warning.
+fn nginx_accepts(conf: &str, modules: &str) {
+    let output = nginx_check_with(conf, modules);
+    assert!(output.status.success(), "{}\n{conf}", show(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         !stderr.contains("[warn]") && !stderr.contains("[emerg]"),
