@@ -1,6 +1,6 @@
 //! The agent's loop with a template target and a real etcd: convergence and applied
-//! revision, coalescing of bursts, rejected records, validation failures, etcd outages,
-//! and the snapshot cache.
+//! revision, coalescing of bursts, rejected records, validation failures, the retry of a
+//! failed reload, etcd outages, and the snapshot cache.
 
 mod common;
 
@@ -256,6 +256,41 @@ async fn a_config_that_fails_validation_leaves_the_previous_one_serving() {
     let (fixed, _) = store.delete(&policy("broken")).await.unwrap();
     let status = applied(&store, &agent, fixed).await;
     assert_eq!(status.last_error, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_is_retried_without_waiting_for_a_change() {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let s = setup(TEMPLATE);
+    // The reload command fails while the file `refuse` exists (no shell: `test`).
+    let refuse = s.dir.path().join("refuse");
+    std::fs::write(&refuse, "").unwrap();
+    let reload = format!(r#"reload = ["test", "!", "-e", "{}"]"#, refuse.display());
+    let rev = seed_app(
+        &store,
+        "app1",
+        "127.0.0.1:18080",
+        &[("i1", "v1", v(1))],
+        &[("i1", "v1")],
+    )
+    .await;
+    let agent = Agent::start(
+        s.dir.path(),
+        "lb1",
+        &config(&s, "lb1", &etcd.endpoints(), &reload),
+    );
+    let status = common::wait(&store, &agent, |st| st.last_error.is_some()).await;
+    assert!(status.applied_revision < rev, "{status:?}");
+    assert!(status.last_error.unwrap().contains("reload"));
+
+    // The cause goes away; nothing is written to etcd, and the agent gets there alone.
+    std::fs::remove_file(&refuse).unwrap();
+    let status = applied(&store, &agent, rev).await;
+    assert_eq!(status.last_error, None);
+    assert!(std::fs::read_to_string(&s.out)
+        .unwrap()
+        .contains("server i1 127.0.0.1:9001 v1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
