@@ -3,5 +3,5 @@
 # definitions of disco-agent and discoctl. The tests fail while they are stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DISCO_UPDATE_GENERATED=1 cargo test -q -p disco-agent -p discoctl generated_completions_and_man_page_are_current
+UPDATE_GOLDEN=1 cargo test -q -p disco-agent -p discoctl generated_completions_and_man_page_are_current
 git status --short packaging/

@@ -1,24 +1,13 @@
 //! Shell completions and man pages generated from a binary's clap definition, checked
 //! in under `packaging/` and compared in tests, so CI fails when they are stale.
-//! Regenerate with `scripts/gen-docs.sh` (`DISCO_UPDATE_GENERATED=1 cargo test ... generated`).
+//! Regenerate with `scripts/gen-docs.sh` (`UPDATE_GOLDEN=1 cargo test ... generated`).
 
 use std::path::Path;
 
 /// Compares `content` with the checked-in file `packaging/<relative>`, or rewrites the
-/// file when `DISCO_UPDATE_GENERATED=1`.
+/// file under `UPDATE_GOLDEN=1` ([`crate::golden`]).
 pub fn check(workspace: &Path, relative: &str, content: &[u8]) {
-    let path = workspace.join("packaging").join(relative);
-    if std::env::var_os("DISCO_UPDATE_GENERATED").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, content).unwrap();
-        return;
-    }
-    let current = std::fs::read(&path).unwrap_or_default();
-    assert!(
-        current == content,
-        "{} is stale or missing: run scripts/gen-docs.sh and commit the result",
-        path.display()
-    );
+    crate::golden::check(&workspace.join("packaging").join(relative), content);
 }
 
 /// Checks (or regenerates) `bin`'s bash, zsh and fish completions and its man page

@@ -13,11 +13,13 @@
 //! - [`http`]: the minimal HTTP/1.1 client under `load`, and [`get`] for one request.
 //! - [`relay`]: a TCP relay that passes, freezes, drops replies or cuts: fault injection.
 //! - [`process`]: `/proc` helpers, so that no started process outlives its test.
+//! - [`golden`]: golden files, compared or rewritten under `UPDATE_GOLDEN=1`.
 //! - [`generated`]: checks that generated completions and man pages are current.
 
 pub mod backend;
 pub mod etcd;
 pub mod generated;
+pub mod golden;
 pub mod haproxy;
 pub mod http;
 pub mod load;

@@ -30,29 +30,7 @@ fn load(name: &str) -> Snapshot {
 
 /// Compares `actual` with the golden file `file`, or rewrites it under UPDATE_GOLDEN=1.
 fn golden(file: &str, actual: &str) {
-    let path = fixtures().join(file);
-    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let line = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(e, a)| e != a)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()))
-            + 1;
-        panic!(
-            "{} differs from the rendered text, first at line {line} (UPDATE_GOLDEN=1 rewrites it):\n{actual}",
-            path.display()
-        );
-    }
+    disco_harness::golden::check(&fixtures().join(file), actual);
 }
 
 fn rich_template() -> String {

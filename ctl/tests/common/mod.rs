@@ -1,17 +1,15 @@
-//! Helpers for discoctl's integration tests: run `discoctl` against a real etcd, and
-//! real `disco-agent` processes with a template target (no HAProxy/nginx needed), whose
-//! published status and rendered file the tests check. Adapted from
-//! `agent/tests/common/mod.rs`.
+//! What only discoctl's integration tests need, on top of `disco_testkit`: running
+//! `discoctl` against a real etcd (in the foreground, or in the background collecting
+//! its JSON events), and LB agents rendering a template whose text is the routing
+//! (no HAProxy/nginx needed) or driving a real proxy that publishes statistics.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use disco::model::AgentStatus;
-use disco::store::{EtcdConfig, Store};
-use disco::{Key, Keyspace};
+pub use disco_testkit::*;
+use disco::store::Store;
 use disco_harness::{Etcd, Haproxy, Nginx};
 
 /// Runs discoctl against `etcd` with `args`.
@@ -48,279 +46,64 @@ pub fn ok_json(etcd: &Etcd, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
 }
 
-pub fn store(etcd: &Etcd) -> Store {
-    Store::new(EtcdConfig {
-        endpoints: etcd.endpoints(),
-        connect_timeout: Duration::from_millis(500),
-        ..EtcdConfig::default()
-    })
-    .unwrap()
-}
-
-/// Every key and value in etcd, in key order.
-pub async fn all_keys(store: &Store) -> Vec<(String, Vec<u8>)> {
-    let (_, kvs) = store.get_prefix("/", None).await.unwrap();
-    kvs.into_iter().map(|kv| (kv.key, kv.value)).collect()
-}
-
-pub fn key(k: Key) -> String {
-    Keyspace::default().key(&k)
-}
-
-pub fn route_key(app: &str, instance: &str) -> String {
-    key(Key::Route {
-        app: app.into(),
-        instance: instance.into(),
-    })
-}
-
-pub fn endpoint_key(app: &str, instance: &str, version: &str) -> String {
-    key(Key::Endpoint {
-        app: app.into(),
-        instance: instance.into(),
-        version: version.into(),
-    })
-}
-
-/// Every slot of `app` → its version, as stored.
-pub async fn routes(store: &Store, app: &str) -> std::collections::BTreeMap<String, String> {
-    let (_, kvs) = store
-        .get_prefix(&Keyspace::default().routes(app), None)
-        .await
-        .unwrap();
-    kvs.into_iter()
-        .map(|kv| {
-            let instance = kv.key.rsplit('/').next().unwrap().to_string();
-            (instance, String::from_utf8(kv.value).unwrap())
-        })
-        .collect()
-}
-
-/// The `disco-agent` binary of this workspace, built once per test process.
-///
-/// `CARGO_BIN_EXE_disco-agent` exists only inside the agent's own package, so the path
-/// is found next to this test's own binary (`target/<profile>/deps/..`). `cargo test
-/// --workspace` (scripts/test.sh, CI) builds it before any test runs; for `cargo test -p
-/// discoctl` it is built here (cargo does not hold its lock while tests run). If that
-/// build fails (say, agent/ mid-edit), an existing binary is used with a warning.
-pub fn agent_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test binary under target/<profile>/deps");
-        let binary = profile_dir.join("disco-agent");
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args(["build", "--quiet", "-p", "disco-agent"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let built = build.output().expect("running cargo build -p disco-agent");
-        if !built.status.success() {
-            let stderr = String::from_utf8_lossy(&built.stderr);
-            assert!(
-                binary.exists(),
-                "`cargo build -p disco-agent` failed and {} does not exist:\n{stderr}",
-                binary.display()
-            );
-            eprintln!(
-                "warning: `cargo build -p disco-agent` failed; using the existing {}:\n{stderr}",
-                binary.display()
-            );
-        }
-        assert!(binary.exists(), "{} was not built", binary.display());
-        binary
-    })
-}
-
 /// The template every test agent renders: one `app/slot=version;` per slot, then
 /// `dark=version;` and `weights=...;` when set. Only routable slots carry an address.
 pub const TEMPLATE: &str = "{% for name, app in apps|items %}{% for s in app.slots %}{{ name }}/{{ s.instance }}={{ s.version }};{% endfor %}{% if app.dark %}{{ name }}:dark={{ app.dark.version }}{% for m in app.dark.matches %},{{ m.kind }}:{{ m.value }}{% endfor %};{% endif %}{% for v, p in app.weights|items %}{{ name }}:weight:{{ v }}={{ p }};{% endfor %}{% endfor %}";
 
-/// A running disco-agent with a template target in its own temp dir; killed on drop.
-pub struct Agent {
-    child: Option<Child>,
-    pub id: String,
-    pub dir: tempfile::TempDir,
-    pub out: PathBuf,
-    pub log: PathBuf,
-}
-
-impl Agent {
-    /// Starts LB agent `id` rendering [`TEMPLATE`], with a status lease of `status_ttl`.
-    pub fn start(etcd: &Etcd, id: &str, status_ttl: &str) -> Agent {
-        Agent::with_target(etcd, id, status_ttl, |dir| {
-            let template = dir.join("t.j2");
-            std::fs::write(&template, TEMPLATE).unwrap();
-            format!(
-                "[[target]]\nkind = \"template\"\npath = \"{}\"\ntemplate = \"{}\"\n",
-                dir.join("out.conf").display(),
-                template.display()
-            )
-        })
-    }
-
-    /// Starts agent `id` with the `[[target]]` section `target` returns for its temp dir.
-    pub fn with_target(
-        etcd: &Etcd,
-        id: &str,
-        status_ttl: &str,
-        target: impl FnOnce(&Path) -> String,
-    ) -> Agent {
-        Agent::with_config(etcd, id, status_ttl, "", target)
-    }
-
-    /// Like [`Agent::with_target`], with `top` (top-level settings such as
-    /// `stats_interval = "200ms"`) added before the tables.
-    pub fn with_config(
-        etcd: &Etcd,
-        id: &str,
-        status_ttl: &str,
-        top: &str,
-        target: impl FnOnce(&Path) -> String,
-    ) -> Agent {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("discoctl-agent-{id}-"))
-            .tempdir()
-            .unwrap();
-        let out = dir.path().join("out.conf");
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"agent_id = "{id}"
-cache_path = "{cache}"
-status_ttl = "{status_ttl}"
-max_delay = "50ms"
-{top}
-[etcd]
-endpoints = {endpoints:?}
-connect_timeout = "500ms"
-{target}"#,
-                cache = dir.path().join("cache.json").display(),
-                endpoints = etcd.endpoints(),
-                target = target(dir.path()),
-            ),
-        )
-        .unwrap();
-        let log = dir.path().join("agent.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(agent_binary())
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info,disco=debug")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .expect("starting disco-agent");
-        Agent {
-            child: Some(child),
-            id: id.to_string(),
-            dir,
-            out,
-            log,
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
-    /// Sends a signal by name (STOP, CONT, TERM, ...).
-    pub fn signal(&self, name: &str) {
-        assert!(
-            disco_harness::process::send(self.pid(), name),
-            "kill -{name} {}",
-            self.pid()
-        );
-    }
-
-    /// What the agent has rendered so far ("" before the first apply).
-    pub fn rendered(&self) -> String {
-        std::fs::read_to_string(&self.out).unwrap_or_default()
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- log of agent {} ---\n{}", self.id, self.log_text());
-        }
-        if let Some(mut child) = self.child.take() {
-            // SIGKILL works on a stopped process too.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The agent's published status, if any.
-pub async fn status(store: &Store, id: &str) -> Option<AgentStatus> {
-    let (_, kv) = store.get(&key(Key::Agent { id: id.into() })).await.ok()?;
-    serde_json::from_slice(&kv?.value).ok()
-}
-
-/// Waits (up to 30 s) until the agent reports `revision` applied; returns its status.
-pub async fn applied(store: &Store, agent: &Agent, revision: i64) -> AgentStatus {
-    let what = format!("agent {} to apply revision {revision}", agent.id);
-    disco_harness::wait_for_async(&what, Duration::from_secs(30), || async {
-        status(store, &agent.id)
-            .await
-            .filter(|s| s.applied_revision >= revision)
+/// LB agent `id` rendering [`TEMPLATE`] to `out.conf` in its temp dir, with a status
+/// lease of `status_ttl`.
+pub fn template_agent(etcd: &Etcd, id: &str, status_ttl: &str) -> Agent {
+    agent_with_target(etcd, id, status_ttl, |dir| {
+        let template = dir.join("t.j2");
+        std::fs::write(&template, TEMPLATE).unwrap();
+        TargetConfig::template(&dir.join("out.conf"), &template)
     })
-    .await
 }
 
-/// Writes app `app` listening on `listen`, with `endpoints` (instance, version,
-/// address) and `routes` (instance, version), straight to etcd. Returns the revision
-/// of the last write.
-pub async fn seed_app(
-    store: &Store,
-    app: &str,
-    listen: &str,
-    endpoints: &[(&str, &str, String)],
-    routes: &[(&str, &str)],
-) -> i64 {
-    let mut rev = store
-        .put(
-            &key(Key::Policy { app: app.into() }),
-            format!(r#"{{"listen":"{listen}"}}"#),
-            None,
-        )
-        .await
-        .unwrap();
-    for (instance, version, address) in endpoints {
-        rev = store
-            .put(
-                &endpoint_key(app, instance, version),
-                format!(r#"{{"address":"{address}"}}"#),
-                None,
-            )
-            .await
-            .unwrap();
+/// LB agent `id` in a temp dir of its own with the target `target` returns for that
+/// dir, a status lease of `status_ttl` and a 50 ms `max_delay`.
+pub fn agent_with_target(
+    etcd: &Etcd,
+    id: &str,
+    status_ttl: &str,
+    target: impl FnOnce(&Path) -> TargetConfig,
+) -> Agent {
+    agent_with_config(etcd, id, status_ttl, |config| config, target)
+}
+
+/// [`agent_with_target`], with top-level settings added by `top`.
+pub fn agent_with_config(
+    etcd: &Etcd,
+    id: &str,
+    status_ttl: &str,
+    top: impl FnOnce(AgentConfig) -> AgentConfig,
+    target: impl FnOnce(&Path) -> TargetConfig,
+) -> Agent {
+    Agent::in_temp_dir(id, |dir| {
+        top(AgentConfig::new(id, dir, &etcd.endpoints())
+            .set("status_ttl", status_ttl)
+            .set("max_delay", "50ms"))
+        .target(target(dir))
+        .toml()
+    })
+}
+
+/// What an agent of [`template_agent`] rendered.
+pub trait Rendered {
+    /// What the agent has rendered so far ("" before the first apply).
+    fn rendered(&self) -> String;
+}
+
+impl Rendered for Agent {
+    fn rendered(&self) -> String {
+        std::fs::read_to_string(self.dir().join("out.conf")).unwrap_or_default()
     }
-    for (instance, version) in routes {
-        rev = store
-            .put(&route_key(app, instance), *version, None)
-            .await
-            .unwrap();
-    }
-    rev
 }
 
 /// A real HAProxy (statistics from its stats socket) or nginx (statistics from its
 /// access log) driven by its own LB agent, which publishes traffic statistics every
 /// 200 ms. Serves app1 on `port` (the agent's listen override).
-pub struct Proxy {
+pub struct ProxyAgent {
     pub agent: Agent,
     pub port: u16,
     _haproxy: Option<Haproxy>,
@@ -328,26 +111,24 @@ pub struct Proxy {
     _dir: tempfile::TempDir,
 }
 
-/// Top-level agent settings of every [`Proxy`]: statistics every 200 ms.
-pub const STATS_EVERY_200MS: &str = "stats_interval = \"200ms\"";
+/// Top-level agent settings of every [`ProxyAgent`]: statistics every 200 ms.
+pub fn stats_every_200ms(config: AgentConfig) -> AgentConfig {
+    config.set("stats_interval", "200ms")
+}
 
-impl Proxy {
+impl ProxyAgent {
     /// HAProxy with a stats socket, and LB agent `id` (status lease `status_ttl`).
-    pub fn haproxy(etcd: &Etcd, id: &str, status_ttl: &str) -> Proxy {
+    pub fn haproxy(etcd: &Etcd, id: &str, status_ttl: &str) -> ProxyAgent {
         let dir = tempfile::tempdir().unwrap();
         let fragment = dir.path().join("disco.cfg");
         let haproxy = Haproxy::start(&fragment);
         let port = disco_harness::ports::free_port();
-        let agent = Agent::with_config(etcd, id, status_ttl, STATS_EVERY_200MS, |_| {
-            format!(
-                "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\nstats_socket = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{port}\"\n",
-                fragment.display(),
-                haproxy.main_config().display(),
-                haproxy.master_socket().display(),
-                haproxy.stats_socket().display()
-            )
+        let agent = agent_with_config(etcd, id, status_ttl, stats_every_200ms, |_| {
+            TargetConfig::haproxy(&fragment, &haproxy)
+                .set("stats_socket", haproxy.stats_socket().display())
+                .listen("app1", &format!("127.0.0.1:{port}"))
         });
-        Proxy {
+        ProxyAgent {
             agent,
             port,
             _haproxy: Some(haproxy),
@@ -357,22 +138,18 @@ impl Proxy {
     }
 
     /// nginx with disco's access log, and LB agent `id` (status lease `status_ttl`).
-    pub fn nginx(etcd: &Etcd, id: &str, status_ttl: &str) -> Proxy {
+    pub fn nginx(etcd: &Etcd, id: &str, status_ttl: &str) -> ProxyAgent {
         let dir = tempfile::tempdir().unwrap();
         let fragment = dir.path().join("disco.conf");
         let nginx = Nginx::start(&fragment);
         let port = disco_harness::ports::free_port();
         let log = dir.path().join("disco-access.log");
-        let agent = Agent::with_config(etcd, id, status_ttl, STATS_EVERY_200MS, |_| {
-            format!(
-                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{port}\"\n",
-                fragment.display(),
-                nginx.nginx_test_args(),
-                nginx.pid_file().display(),
-                log.display()
-            )
+        let agent = agent_with_config(etcd, id, status_ttl, stats_every_200ms, |_| {
+            TargetConfig::nginx(&fragment, &nginx)
+                .set("access_log", log.display())
+                .listen("app1", &format!("127.0.0.1:{port}"))
         });
-        Proxy {
+        ProxyAgent {
             agent,
             port,
             _haproxy: None,
@@ -385,15 +162,6 @@ impl Proxy {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
-}
-
-/// The highest mod revision under `<prefix>/apps/`: what every LB agent must apply.
-pub async fn latest_revision(store: &Store) -> i64 {
-    let (_, kvs) = store
-        .get_prefix(&Keyspace::default().apps(), None)
-        .await
-        .unwrap();
-    kvs.iter().map(|kv| kv.mod_revision).max().unwrap_or(0)
 }
 
 /// A discoctl running in the background with `-o json`, its stdout lines (events)
@@ -545,24 +313,6 @@ impl Drop for Background {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The canary record of `app`, if any.
-pub async fn rollout(store: &Store, app: &str) -> Option<serde_json::Value> {
-    let (_, kv) = store
-        .get(&key(Key::Rollout { app: app.into() }))
-        .await
-        .unwrap();
-    kv.map(|kv| serde_json::from_slice(&kv.value).unwrap())
-}
-
-/// Whether `app`'s canary lock is held.
-pub async fn locked(store: &Store, app: &str) -> bool {
-    let (_, kv) = store
-        .get(&key(Key::RolloutLock { app: app.into() }))
-        .await
-        .unwrap();
-    kv.is_some()
 }
 
 /// app1 with three slots on v1, every slot with a v1 endpoint (127.0.0.1:9001-9003) and
