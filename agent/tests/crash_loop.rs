@@ -5,8 +5,6 @@
 //! serves. With a Runtime API socket, what HAProxy runs (server weights read back)
 //! equals that final state too.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
 use disco::store::Store;
 use disco_harness::{Backend, Etcd};
+use disco_testkit::*;
 
 const KILLS: usize = 50;
 
@@ -71,7 +69,7 @@ async fn crash_loop(mode: &str) {
         .iter()
         .map(|(i, v, a)| (i.as_str(), v.as_str(), a.clone()))
         .collect();
-    seed_app(
+    seed_checked_app(
         &store,
         "app1",
         &listen,
@@ -92,18 +90,14 @@ async fn crash_loop(mode: &str) {
     let mut target = proxy.target(&fragment);
     if let Proxy::Haproxy(h) = &proxy {
         if runtime {
-            target.push_str(&format!(
-                "runtime_socket = \"{}\"\n",
-                h.stats_socket().display()
-            ));
+            target = target.set("runtime_socket", h.stats_socket().display());
         }
     }
-    let config = format!(
-        "agent_id = \"lb1\"\ncache_path = \"{}/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\n[etcd]\nendpoints = {:?}\n{target}",
-        dir.path().display(),
-        etcd.endpoints(),
-    );
-    let mut agent = Agent::start(dir.path(), "lb1", &config);
+    let config = AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+        .set("status_ttl", "3s")
+        .set("max_delay", "20ms")
+        .target(target);
+    let mut agent = Agent::start(dir.path(), "lb1", &config.toml());
     applied(&store, &agent, apps_revision(&store).await).await;
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -7,14 +7,12 @@
 //! Also: an LB agent's status key exists before it installs anything, so that a change
 //! committed meanwhile is waited for.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
 use disco::Keyspace;
 use disco_harness::{Backend, Etcd};
+use disco_testkit::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -43,7 +41,7 @@ async fn killed_at(kind: &str, stage: Stage) {
     let v1 = Backend::start("v1");
     let v2 = Backend::start("v2");
     let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
-    let seeded = seed_app(
+    let seeded = seed_checked_app(
         &store,
         "app1",
         &listen,
@@ -61,13 +59,15 @@ async fn killed_at(kind: &str, stage: Stage) {
     };
     let fragment: PathBuf = dir.path().join(name);
     let proxy = Proxy::start(kind, &fragment);
-    let config = format!(
-        "agent_id = \"lb1\"\ncache_path = \"{}/cache/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"50ms\"\n[etcd]\nendpoints = {:?}\n{}",
-        dir.path().display(),
-        etcd.endpoints(),
-        proxy.target(&fragment)
-    );
-    let mut agent = Agent::start(dir.path(), "lb1", &config);
+    let config = AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+        .set(
+            "cache_path",
+            dir.path().join("cache/lb1.snapshot.json").display(),
+        )
+        .set("status_ttl", "3s")
+        .set("max_delay", "50ms")
+        .target(proxy.target(&fragment));
+    let mut agent = Agent::start(dir.path(), "lb1", &config.toml());
     applied(&store, &agent, seeded).await;
     let url = format!("http://{listen}/");
     assert_eq!(served(&url, 5), vec!["v1"; 5]);
@@ -156,7 +156,7 @@ async fn an_lb_agent_is_visible_before_it_installs_anything() {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
     let dir = tempfile::tempdir().unwrap();
-    let seeded = seed_app(
+    let seeded = seed_checked_app(
         &store,
         "app1",
         "127.0.0.1:8080",
@@ -174,15 +174,17 @@ async fn an_lb_agent_is_visible_before_it_installs_anything() {
     let gate = dir.path().join("gate");
     // The check (of the staged file, before install) holds the first apply until the
     // test opens the gate.
-    let config = format!(
-        "agent_id = \"lb1\"\ncache_path = \"{dir}/cache.json\"\nmax_delay = \"10ms\"\n[etcd]\nendpoints = {endpoints:?}\n[[target]]\nkind = \"template\"\npath = \"{out}\"\ntemplate = \"{template}\"\ncheck = [\"/bin/sh\", \"-c\", \"while [ ! -e {gate} ]; do sleep 0.02; done; test -f {{staged}}\"]\n",
-        dir = dir.path().display(),
-        endpoints = etcd.endpoints(),
-        out = out.display(),
-        template = template.display(),
-        gate = gate.display(),
+    let check = format!(
+        "while [ ! -e {} ]; do sleep 0.02; done; test -f {{staged}}",
+        gate.display()
     );
-    let agent = Agent::start(dir.path(), "lb1", &config);
+    let config = AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+        .set("max_delay", "10ms")
+        .target(
+            TargetConfig::template(&out, &template)
+                .raw("check", format!("{:?}", ["/bin/sh", "-c", &check])),
+        );
+    let agent = Agent::start(dir.path(), "lb1", &config.toml());
     let early = wait(&store, &agent, |_| true).await;
     assert_eq!(early.applied_revision, 0, "visible, nothing applied yet");
     assert!(early.roles.contains(&"lb".to_string()));

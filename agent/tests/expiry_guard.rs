@@ -5,26 +5,20 @@
 //! keeps flowing with 0 failed requests. When they reach etcd again they register anew
 //! and the guard lets go, without a single reload.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
 use disco::store::Store;
 use disco_harness::relay::{Mode, Relay};
 use disco_harness::{wait_for_async, Backend, Etcd, Haproxy, Load, LoadOptions};
+use disco_testkit::*;
 
 fn register_config(dir: &Path, id: &str, etcd: &str, instance: &str, backend: &Backend) -> String {
-    format!(
-        r#"agent_id = "{id}"
-cache_path = "{dir}/{id}.cache.json"
-status_ttl = "2s"
-[etcd]
-endpoints = ["{etcd}"]
-connect_timeout = "500ms"
-request_timeout = "2s"
-[[register]]
+    AgentConfig::new(id, dir, &[etcd.to_string()])
+        .set("status_ttl", "2s")
+        .etcd_raw("request_timeout", "\"2s\"")
+        .tables(&format!(
+            r#"[[register]]
 app = "app1"
 instance = "{instance}"
 version = "v1"
@@ -36,9 +30,9 @@ rise = 1
 fall = 2
 lease_ttl = "2s"
 "#,
-        dir = dir.display(),
-        address = backend.addr(),
-    )
+            address = backend.addr(),
+        ))
+        .toml()
 }
 
 async fn registered(store: &Store) -> usize {
@@ -92,14 +86,11 @@ async fn registrations_expiring_at_once_keep_the_app_serving() {
     let lb = Agent::start(
         dir.path(),
         "lb1",
-        &format!(
-            "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\nstatus_ttl = \"5s\"\nmax_delay = \"50ms\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"haproxy\"\npath = \"{f}\"\nhaproxy_config = \"{c}\"\nmaster_socket = \"{m}\"\n",
-            d = dir.path().display(),
-            e = etcd.endpoints(),
-            f = fragment.display(),
-            c = haproxy.main_config().display(),
-            m = haproxy.master_socket().display(),
-        ),
+        &AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+            .set("status_ttl", "5s")
+            .set("max_delay", "50ms")
+            .target(TargetConfig::haproxy(&fragment, &haproxy))
+            .toml(),
     );
     applied(&store, &lb, apps_revision(&store).await).await;
     let load = Load::start(
@@ -194,12 +185,10 @@ async fn an_explicit_removal_of_every_endpoint_goes_through() {
     let lb = Agent::start(
         dir.path(),
         "lb1",
-        &format!(
-            "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\nmax_delay = \"10ms\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"template\"\npath = \"{o}\"\ntemplate = \"{d}/t.j2\"\n",
-            d = dir.path().display(),
-            e = etcd.endpoints(),
-            o = out.display(),
-        ),
+        &AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+            .set("max_delay", "10ms")
+            .target(TargetConfig::template(&out, &dir.path().join("t.j2")))
+            .toml(),
     );
     applied(&store, &lb, apps_revision(&store).await).await;
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);

@@ -5,15 +5,13 @@
 //! reached through a port that serves traffic; after a restart nginx serves the last
 //! routes pushed. Real etcd, nginx (with Debian's lua module) and backends.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use disco::model::AgentStatus;
 use disco::store::Store;
 use disco_harness::{Backend, Etcd, Load, LoadOptions, Nginx};
+use disco_testkit::*;
 
 struct Lb {
     _etcd: Etcd,
@@ -35,15 +33,16 @@ fn socket(dir: &Path) -> PathBuf {
 }
 
 fn config(dir: &Path, etcd: &Etcd, nginx: &Nginx, listen: &str, check: &str) -> String {
-    let args: Vec<String> = nginx.nginx_test_args();
-    format!(
-        "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"nginx\"\npath = \"{f}\"\nnginx_args = {args:?}\npid_file = \"{p}\"\ntimeout = \"20s\"\nbalancer_socket = \"{s}\"\nbalancer_check = \"{check}\"\n[target.listen]\napp1 = \"{listen}\"\n",
-        d = dir.display(),
-        e = etcd.endpoints(),
-        f = fragment(dir).display(),
-        p = nginx.pid_file().display(),
-        s = socket(dir).display(),
-    )
+    AgentConfig::new("lb1", dir, &etcd.endpoints())
+        .set("status_ttl", "3s")
+        .target(
+            TargetConfig::nginx(&fragment(dir), nginx)
+                .set("timeout", "20s")
+                .set("balancer_socket", socket(dir).display())
+                .set("balancer_check", check)
+                .listen("app1", listen),
+        )
+        .toml()
 }
 
 /// etcd, nginx, v1 and v2 on instance1..3 (routed to v1), an agent in balancer mode;
@@ -64,31 +63,7 @@ async fn start_with(check: &str) -> Lb {
     disco_harness::nginx::open_to_workers(dir.path());
     let nginx = Nginx::start(&fragment(dir.path()));
     let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
-    let mut backends = Vec::new();
-    let mut endpoints = Vec::new();
-    for i in 1..=3 {
-        for v in ["v1", "v2"] {
-            let b = Backend::start(v);
-            endpoints.push((format!("instance{i}"), v, b.addr()));
-            backends.push(b);
-        }
-    }
-    let endpoints: Vec<(&str, &str, String)> = endpoints
-        .iter()
-        .map(|(i, v, a)| (i.as_str(), *v, a.clone()))
-        .collect();
-    let rev = seed_app(
-        &store,
-        "app1",
-        &listen,
-        &endpoints,
-        &[
-            ("instance1", "v1"),
-            ("instance2", "v1"),
-            ("instance3", "v1"),
-        ],
-    )
-    .await;
+    let (rev, backends) = seed_with_backends(&store, "app1", &listen, 3, &["v1", "v2"]).await;
     let agent = Agent::start(
         dir.path(),
         "lb1",

@@ -2,15 +2,13 @@
 //! `/status` following applies and etcd outages, and per-version traffic statistics
 //! read from HAProxy's stats socket and nginx's access log, published to etcd.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
 use disco::stats::VersionStats;
 use disco::Keyspace;
 use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, Nginx};
+use disco_testkit::*;
 
 /// `GET url` off the async runtime: status and body.
 async fn http_get(url: &str) -> (u16, String) {
@@ -171,7 +169,7 @@ async fn healthz_metrics_and_status_follow_applies_and_etcd() {
     std::fs::write(&ok, "").unwrap();
     let port = disco_harness::ports::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let rev = seed_app(
+    let rev = seed_checked_app(
         &store,
         "app1",
         "127.0.0.1:8080",
@@ -179,25 +177,17 @@ async fn healthz_metrics_and_status_follow_applies_and_etcd() {
         &[("instance1", "v1")],
     )
     .await;
-    let config = format!(
-        r#"agent_id = "lb1"
-cache_path = "{dir}/lb1.cache.json"
-status_ttl = "3s"
-http_listen = "127.0.0.1:{port}"
-[etcd]
-endpoints = {endpoints:?}
-connect_timeout = "500ms"
-request_timeout = "2s"
-[[target]]
-kind = "template"
-path = "{dir}/out.conf"
-template = "{dir}/t.j2"
-check = ["test", "-e", "{ok}"]
-"#,
-        dir = dir.path().display(),
-        endpoints = etcd.endpoints(),
-        ok = ok.display(),
-    );
+    let config = AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+        .set("status_ttl", "3s")
+        .set("http_listen", format!("127.0.0.1:{port}"))
+        .etcd_raw("request_timeout", "\"2s\"")
+        .target(
+            TargetConfig::template(&dir.path().join("out.conf"), &dir.path().join("t.j2")).raw(
+                "check",
+                format!("{:?}", ["test", "-e", &ok.display().to_string()]),
+            ),
+        )
+        .toml();
     let agent = Agent::start(dir.path(), "lb1", &config);
     applied(&store, &agent, rev).await;
     let (_, body) = wait_http(&agent, &format!("{base}/healthz"), "healthy", |s, _| {
@@ -359,7 +349,7 @@ async fn published_stats_by_version(kind: &str) {
     let v2 = Backend::start("v2");
     v2.set_error_rate(0.2);
     let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
-    let rev = seed_app(
+    let rev = seed_checked_app(
         &store,
         "app1",
         "0.0.0.0:1",
@@ -377,52 +367,41 @@ async fn published_stats_by_version(kind: &str) {
     .await;
     let port = disco_harness::ports::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let header = format!(
-        "agent_id = \"lb1\"\ncache_path = \"{}/cache.json\"\nstatus_ttl = \"5s\"\nmax_delay = \"50ms\"\nstats_interval = \"500ms\"\nhttp_listen = \"127.0.0.1:{port}\"\n[etcd]\nendpoints = {:?}\n",
-        dir.path().display(),
-        etcd.endpoints()
-    );
+    let config = AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+        .set("status_ttl", "5s")
+        .set("max_delay", "50ms")
+        .set("stats_interval", "500ms")
+        .set("http_listen", format!("127.0.0.1:{port}"));
     let _haproxy;
     let _nginx;
     let target = match kind {
         "haproxy" => {
             let fragment = dir.path().join("disco.cfg");
             let h = Haproxy::start(&fragment);
-            let t = format!(
-                "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\nstats_socket = \"{}\"\n[target.listen]\napp1 = \"{listen}\"\n",
-                fragment.display(),
-                h.main_config().display(),
-                h.master_socket().display(),
-                h.stats_socket().display()
-            );
+            let t = TargetConfig::haproxy(&fragment, &h)
+                .set("stats_socket", h.stats_socket().display());
             _haproxy = Some(h);
             t
         }
         _ => {
             let fragment = dir.path().join("disco.conf");
             let n = Nginx::start(&fragment);
+            let mut t = TargetConfig::nginx(&fragment, &n)
+                .set("access_log", dir.path().join("disco-access.log").display());
             // In balancer mode the servers are picked in Lua; the access log is the same.
-            let balancer = if kind == "nginx-balancer" {
+            if kind == "nginx-balancer" {
                 disco_harness::nginx::open_to_workers(dir.path());
-                format!(
-                    "balancer_socket = \"{}\"\n",
-                    dir.path().join("balancer.sock").display()
-                )
-            } else {
-                String::new()
-            };
-            let t = format!(
-                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\naccess_log = \"{}\"\n{balancer}[target.listen]\napp1 = \"{listen}\"\n",
-                fragment.display(),
-                n.nginx_test_args(),
-                n.pid_file().display(),
-                dir.path().join("disco-access.log").display()
-            );
+                t = t.set(
+                    "balancer_socket",
+                    dir.path().join("balancer.sock").display(),
+                );
+            }
             _nginx = Some(n);
             t
         }
     };
-    let agent = Agent::start(dir.path(), "lb1", &format!("{header}{target}"));
+    let config = config.target(target.listen("app1", &listen));
+    let agent = Agent::start(dir.path(), "lb1", &config.toml());
     applied(&store, &agent, rev).await;
 
     let load = Load::start(

@@ -3,11 +3,9 @@
 //! The agent keeps its configuration meanwhile, and afterwards converges on exactly the
 //! final state (its watch resumes from a compacted revision, so it re-reads).
 
-mod common;
-
-use common::*;
 use disco_harness::relay::{Mode, Relay};
 use disco_harness::Etcd;
+use disco_testkit::*;
 
 const TEMPLATE: &str = "{% for name, app in apps|items %}{% for s in app.slots %}{{ name }}/{{ s.instance }}={{ s.version }};{% endfor %}{% endfor %}";
 
@@ -32,7 +30,7 @@ async fn a_host_cut_from_etcd_through_changes_and_a_compaction_converges_exactly
         .iter()
         .map(|(i, v, a)| (i.as_str(), v.as_str(), a.clone()))
         .collect();
-    seed_app(
+    seed_checked_app(
         &store,
         "app1",
         "127.0.0.1:8080",
@@ -49,12 +47,12 @@ async fn a_host_cut_from_etcd_through_changes_and_a_compaction_converges_exactly
     let agent = Agent::start(
         dir.path(),
         "lb1",
-        &format!(
-            "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\nstatus_ttl = \"30s\"\nmax_delay = \"10ms\"\n[etcd]\nendpoints = [\"{r}\"]\nrequest_timeout = \"1s\"\nconnect_timeout = \"500ms\"\n[[target]]\nkind = \"template\"\npath = \"{o}\"\ntemplate = \"{d}/t.j2\"\n",
-            d = dir.path().display(),
-            r = relay.url(),
-            o = out.display(),
-        ),
+        &AgentConfig::new("lb1", dir.path(), &[relay.url()])
+            .set("status_ttl", "30s")
+            .set("max_delay", "10ms")
+            .etcd_raw("request_timeout", "\"1s\"")
+            .target(TargetConfig::template(&out, &dir.path().join("t.j2")))
+            .toml(),
     );
     applied(&store, &agent, apps_revision(&store).await).await;
     let before = std::fs::read_to_string(&out).unwrap();

@@ -3,46 +3,12 @@
 //! failed requests, the applied revision reached after each change, and the traffic mix
 //! following the routes.
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::*;
 use disco::store::Store;
-use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport, Nginx};
-
-enum Proxy {
-    Haproxy(Haproxy),
-    Nginx(Nginx),
-}
-
-impl Proxy {
-    fn start(kind: &str, fragment: &Path) -> Proxy {
-        match kind {
-            "haproxy" => Proxy::Haproxy(Haproxy::start(fragment)),
-            _ => Proxy::Nginx(Nginx::start(fragment)),
-        }
-    }
-
-    /// The agent's [[target]] for this proxy.
-    fn target(&self, fragment: &Path, listen: &str) -> String {
-        match self {
-            Proxy::Haproxy(h) => format!(
-                "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\ntimeout = \"20s\"\n[target.listen]\napp1 = \"{listen}\"\n",
-                fragment.display(),
-                h.main_config().display(),
-                h.master_socket().display()
-            ),
-            Proxy::Nginx(n) => format!(
-                "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\ntimeout = \"20s\"\n[target.listen]\napp1 = \"{listen}\"\n",
-                fragment.display(),
-                n.nginx_test_args(),
-                n.pid_file().display()
-            ),
-        }
-    }
-}
+use disco_harness::{Backend, Etcd, Load, LoadOptions, LoadReport};
+use disco_testkit::*;
 
 struct World {
     _etcd: Etcd,
@@ -52,13 +18,6 @@ struct World {
     agent: Agent,
     _proxy: Proxy,
     url: String,
-}
-
-fn agent_config(dir: &Path, endpoints: &[String], target: &str) -> String {
-    format!(
-        "agent_id = \"lb1\"\ncache_path = \"{}/cache.json\"\nstatus_ttl = \"5s\"\nmax_delay = \"50ms\"\n[etcd]\nendpoints = {endpoints:?}\n{target}",
-        dir.display()
-    )
 }
 
 /// etcd, six backends (instance1-3 in v1 and v2), app1 with three slots on v1, one
@@ -81,7 +40,7 @@ async fn world(kind: &str) -> World {
         .iter()
         .map(|(i, v, a)| (i.as_str(), v.as_str(), a.clone()))
         .collect();
-    let rev = seed_app(
+    let rev = seed_checked_app(
         &store,
         "app1",
         "0.0.0.0:1",
@@ -102,11 +61,11 @@ async fn world(kind: &str) -> World {
     let agent = Agent::start(
         dir.path(),
         "lb1",
-        &agent_config(
-            dir.path(),
-            &etcd.endpoints(),
-            &proxy.target(&fragment, &listen),
-        ),
+        &AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+            .set("status_ttl", "5s")
+            .set("max_delay", "50ms")
+            .target(proxy.target(&fragment).listen("app1", &listen))
+            .toml(),
     );
     applied(&store, &agent, rev).await;
     World {

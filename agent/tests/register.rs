@@ -1,15 +1,13 @@
 //! The registration role against real etcd, agents, HAProxy/nginx and backends: leases,
 //! health checks with rise/fall, drain under load, and etcd restarts.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
 use disco::model::HealthStatus;
 use disco::store::Store;
 use disco_harness::{wait_for_async, Backend, Etcd, Haproxy, Load, LoadOptions, Nginx};
+use disco_testkit::*;
 
 fn register_config(
     dir: &Path,
@@ -18,15 +16,11 @@ fn register_config(
     instance: &str,
     backend: &Backend,
 ) -> String {
-    format!(
-        r#"agent_id = "{id}"
-cache_path = "{dir}/{id}.cache.json"
-status_ttl = "3s"
-drain_timeout = "20s"
-[etcd]
-endpoints = {endpoints:?}
-connect_timeout = "500ms"
-[[register]]
+    AgentConfig::new(id, dir, endpoints)
+        .set("status_ttl", "3s")
+        .set("drain_timeout", "20s")
+        .tables(&format!(
+            r#"[[register]]
 app = "app1"
 instance = "{instance}"
 version = "{version}"
@@ -38,10 +32,10 @@ rise = 2
 fall = 2
 lease_ttl = "2s"
 "#,
-        dir = dir.display(),
-        version = backend.version(),
-        address = backend.addr(),
-    )
+            version = backend.version(),
+            address = backend.addr(),
+        ))
+        .toml()
 }
 
 async fn endpoint_record(store: &Store, instance: &str) -> Option<disco::store::Kv> {
@@ -72,10 +66,15 @@ fn template_lb(dir: &Path, endpoints: &[String]) -> Agent {
     Agent::start(
         dir,
         "lb-template",
-        &format!(
-            "agent_id = \"lb-template\"\ncache_path = \"{d}/lb.cache.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\nmass_expiry_share = 1.0\n[etcd]\nendpoints = {endpoints:?}\n[[target]]\nkind = \"template\"\npath = \"{d}/lb.out\"\ntemplate = \"{d}/lb.j2\"\n",
-            d = dir.display()
-        ),
+        &AgentConfig::new("lb-template", dir, endpoints)
+            .set("status_ttl", "3s")
+            .set("max_delay", "20ms")
+            .raw("mass_expiry_share", "1.0")
+            .target(TargetConfig::template(
+                &dir.join("lb.out"),
+                &dir.join("lb.j2"),
+            ))
+            .toml(),
     )
 }
 
@@ -180,14 +179,11 @@ async fn a_failing_backend_is_withdrawn_after_fall_and_back_after_rise() {
     let lb = Agent::start(
         dir.path(),
         "lb1",
-        &format!(
-            "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.cache.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"haproxy\"\npath = \"{f}\"\nhaproxy_config = \"{m}\"\nmaster_socket = \"{s}\"\n[target.listen]\napp1 = \"{listen}\"\n",
-            d = dir.path().display(),
-            e = etcd.endpoints(),
-            f = fragment.display(),
-            m = haproxy.main_config().display(),
-            s = haproxy.master_socket().display()
-        ),
+        &AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+            .set("status_ttl", "3s")
+            .set("max_delay", "20ms")
+            .target(TargetConfig::haproxy(&fragment, &haproxy).listen("app1", &listen))
+            .toml(),
     );
     applied(&store, &lb, apps_revision(&store).await).await;
     let load = Load::start(
@@ -264,26 +260,25 @@ async fn drain_under_load_then_stop_the_server_fails_nothing() {
     let lb_h = Agent::start(
         dir.path(),
         "lb-h",
-        &format!(
-            "agent_id = \"lb-h\"\ncache_path = \"{d}/lbh.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"haproxy\"\npath = \"{f}\"\nhaproxy_config = \"{m}\"\nmaster_socket = \"{s}\"\n[target.listen]\napp1 = \"127.0.0.1:{hport}\"\n",
-            d = dir.path().display(),
-            e = etcd.endpoints(),
-            f = hcfg.display(),
-            m = haproxy.main_config().display(),
-            s = haproxy.master_socket().display()
-        ),
+        &AgentConfig::new("lb-h", dir.path(), &etcd.endpoints())
+            .set("status_ttl", "3s")
+            .set("max_delay", "20ms")
+            .target(
+                TargetConfig::haproxy(&hcfg, &haproxy)
+                    .listen("app1", &format!("127.0.0.1:{hport}")),
+            )
+            .toml(),
     );
     let lb_n = Agent::start(
         dir.path(),
         "lb-n",
-        &format!(
-            "agent_id = \"lb-n\"\ncache_path = \"{d}/lbn.json\"\nstatus_ttl = \"3s\"\nmax_delay = \"20ms\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"nginx\"\npath = \"{f}\"\nnginx_args = {a:?}\npid_file = \"{p}\"\n[target.listen]\napp1 = \"127.0.0.1:{nport}\"\n",
-            d = dir.path().display(),
-            e = etcd.endpoints(),
-            f = ncfg.display(),
-            a = nginx.nginx_test_args(),
-            p = nginx.pid_file().display()
-        ),
+        &AgentConfig::new("lb-n", dir.path(), &etcd.endpoints())
+            .set("status_ttl", "3s")
+            .set("max_delay", "20ms")
+            .target(
+                TargetConfig::nginx(&ncfg, &nginx).listen("app1", &format!("127.0.0.1:{nport}")),
+            )
+            .toml(),
     );
     let rev = apps_revision(&store).await;
     applied(&store, &lb_h, rev).await;
@@ -340,7 +335,7 @@ async fn registrations_come_back_after_etcd_restarts_and_lost_leases() {
     let store = store(etcd.endpoints());
     let dir = tempfile::tempdir().unwrap();
     let backend = Backend::start("v1");
-    let _app = Agent::start(
+    let app = Agent::start(
         dir.path(),
         "app-i1",
         &register_config(
@@ -353,16 +348,22 @@ async fn registrations_come_back_after_etcd_restarts_and_lost_leases() {
     );
     until_health(&store, "instance1", Some(HealthStatus::Passing)).await;
 
-    // etcd restarted, down for longer than the lease TTL.
+    // etcd restarted, down until the agent failed to keep its lease alive.
     etcd.kill(0);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    disco_harness::wait_for("a failed keep-alive", Duration::from_secs(30), || {
+        app.log_text().contains("lease alive failed").then_some(())
+    });
     etcd.restart(0);
     until_health(&store, "instance1", Some(HealthStatus::Passing)).await;
-    // Still there after several TTLs: the lease is being kept alive again.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The lease is being kept alive again: it outlives three TTLs, still the record's.
     let kv = endpoint_record(&store, "instance1")
         .await
         .expect("registered after the restart");
+    lease_kept_alive(&etcd.endpoints(), kv.lease, 3).await;
+    assert_eq!(
+        endpoint_record(&store, "instance1").await.map(|r| r.lease),
+        Some(kv.lease)
+    );
 
     // A lost lease (revoked here; expired in real life) is replaced without help.
     store.revoke_lease(kv.lease).await.unwrap();

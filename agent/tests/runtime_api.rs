@@ -3,15 +3,13 @@
 //! changes still reload, validated and confirmed; a Runtime API that cannot be used
 //! falls back to a reload. Real etcd, HAProxy and backends; traffic runs throughout.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use disco::model::AgentStatus;
 use disco::store::Store;
 use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions};
+use disco_testkit::*;
 
 struct Lb {
     _etcd: Etcd,
@@ -29,15 +27,15 @@ fn fragment(dir: &Path) -> PathBuf {
 }
 
 fn config(dir: &Path, etcd: &Etcd, haproxy: &Haproxy, socket: &Path, listen: &str) -> String {
-    format!(
-        "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\nstatus_ttl = \"3s\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"haproxy\"\npath = \"{f}\"\nhaproxy_config = \"{c}\"\nmaster_socket = \"{m}\"\ntimeout = \"20s\"\nruntime_socket = \"{s}\"\n[target.listen]\napp1 = \"{listen}\"\n",
-        d = dir.display(),
-        e = etcd.endpoints(),
-        f = fragment(dir).display(),
-        c = haproxy.main_config().display(),
-        m = haproxy.master_socket().display(),
-        s = socket.display(),
-    )
+    AgentConfig::new("lb1", dir, &etcd.endpoints())
+        .set("status_ttl", "3s")
+        .target(
+            TargetConfig::haproxy(&fragment(dir), haproxy)
+                .set("timeout", "20s")
+                .set("runtime_socket", socket.display())
+                .listen("app1", listen),
+        )
+        .toml()
 }
 
 /// etcd, HAProxy, v1 and v2 on instance1..3 (routed to v1), an agent with the given
@@ -49,31 +47,7 @@ async fn start(socket: Option<PathBuf>) -> Lb {
     let haproxy = Haproxy::start(&fragment(dir.path()));
     let port = disco_harness::ports::free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut backends = Vec::new();
-    let mut endpoints = Vec::new();
-    for i in 1..=3 {
-        for v in ["v1", "v2"] {
-            let b = Backend::start(v);
-            endpoints.push((format!("instance{i}"), v, b.addr()));
-            backends.push(b);
-        }
-    }
-    let endpoints: Vec<(&str, &str, String)> = endpoints
-        .iter()
-        .map(|(i, v, a)| (i.as_str(), *v, a.clone()))
-        .collect();
-    let rev = seed_app(
-        &store,
-        "app1",
-        &listen,
-        &endpoints,
-        &[
-            ("instance1", "v1"),
-            ("instance2", "v1"),
-            ("instance3", "v1"),
-        ],
-    )
-    .await;
+    let (rev, backends) = seed_with_backends(&store, "app1", &listen, 3, &["v1", "v2"]).await;
     let socket = socket.unwrap_or_else(|| haproxy.stats_socket());
     let agent = Agent::start(
         dir.path(),

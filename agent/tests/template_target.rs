@@ -2,12 +2,10 @@
 //! revision, coalescing of bursts, rejected records, validation failures, the retry of a
 //! failed reload, etcd outages, and the snapshot cache.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use disco_harness::Etcd;
+use disco_testkit::*;
 
 const TEMPLATE: &str = "{% for name, app in apps|items %}app {{ name }} listen {{ app.listen }}\n{% for s in app.routed %}  server {{ s.instance }} {{ s.address }} {{ s.version }}\n{% endfor %}{% endfor %}{% for r in rejected %}rejected {{ r.key }}\n{% endfor %}";
 
@@ -23,29 +21,15 @@ fn setup(template: &str) -> Setup {
     Setup { dir, out }
 }
 
-fn config(s: &Setup, id: &str, endpoints: &[String], extra: &str) -> String {
-    config_with(s, id, endpoints, "", extra)
+/// Agent `id`'s config: a template target rendering `t.j2` to `out.conf`.
+fn config(s: &Setup, id: &str, endpoints: &[String]) -> AgentConfig {
+    AgentConfig::new(id, s.dir.path(), endpoints)
+        .set("status_ttl", "3s")
+        .target(target(s))
 }
 
-/// `top` goes in the agent's top level, `extra` in the target's section.
-fn config_with(s: &Setup, id: &str, endpoints: &[String], top: &str, extra: &str) -> String {
-    format!(
-        r#"agent_id = "{id}"
-cache_path = "{dir}/{id}.cache.json"
-status_ttl = "3s"
-{top}
-[etcd]
-endpoints = {endpoints:?}
-connect_timeout = "500ms"
-[[target]]
-kind = "template"
-path = "{out}"
-template = "{dir}/t.j2"
-{extra}
-"#,
-        dir = s.dir.path().display(),
-        out = s.out.display(),
-    )
+fn target(s: &Setup) -> TargetConfig {
+    TargetConfig::template(&s.out, &s.dir.path().join("t.j2"))
 }
 
 fn v(i: u16) -> String {
@@ -57,7 +41,7 @@ async fn converges_and_reports_the_applied_revision() {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
     let s = setup(TEMPLATE);
-    let rev = seed_app(
+    let rev = seed_checked_app(
         &store,
         "app1",
         "127.0.0.1:8080",
@@ -72,7 +56,7 @@ async fn converges_and_reports_the_applied_revision() {
     let agent = Agent::start(
         s.dir.path(),
         "lb1",
-        &config(&s, "lb1", &etcd.endpoints(), ""),
+        &config(&s, "lb1", &etcd.endpoints()).toml(),
     );
     let status = applied(&store, &agent, rev).await;
     let text = std::fs::read_to_string(&s.out).unwrap();
@@ -102,11 +86,13 @@ async fn a_burst_of_1000_writes_reloads_at_most_once_per_max_delay() {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
     let s = setup("{% for name, app in apps|items %}{{ name }}{% for s in app.slots %} {{ s.instance }}={{ s.version }}{% endfor %}\n{% endfor %}");
-    let rev = seed_app(&store, "app1", "127.0.0.1:8080", &[], &[("slot0", "v0")]).await;
+    let rev = seed_checked_app(&store, "app1", "127.0.0.1:8080", &[], &[("slot0", "v0")]).await;
     let agent = Agent::start(
         s.dir.path(),
         "lb1",
-        &config_with(&s, "lb1", &etcd.endpoints(), "max_delay = \"250ms\"", ""),
+        &config(&s, "lb1", &etcd.endpoints())
+            .set("max_delay", "250ms")
+            .toml(),
     );
     let before = applied(&store, &agent, rev).await.targets["template"].reloads;
 
@@ -165,7 +151,7 @@ async fn a_bad_record_is_listed_and_the_rest_still_renders() {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
     let s = setup(TEMPLATE);
-    seed_app(
+    seed_checked_app(
         &store,
         "app1",
         "127.0.0.1:8080",
@@ -189,7 +175,7 @@ async fn a_bad_record_is_listed_and_the_rest_still_renders() {
     let agent = Agent::start(
         s.dir.path(),
         "lb1",
-        &config(&s, "lb1", &etcd.endpoints(), ""),
+        &config(&s, "lb1", &etcd.endpoints()).toml(),
     );
     let status = applied(&store, &agent, rev).await;
     assert_eq!(status.rejected.len(), 1);
@@ -220,12 +206,15 @@ async fn a_config_that_fails_validation_leaves_the_previous_one_serving() {
     let s = setup(
         "defaults d\n  mode http\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\n{% for name, app in apps|items %}listen {{ name }}\n  bind {{ app.listen }}\n{% if name == 'broken' %}  this-is-not-haproxy\n{% endif %}{% endfor %}",
     );
-    let rev = seed_app(&store, "app1", "127.0.0.1:18080", &[], &[]).await;
-    let check = r#"check = ["haproxy", "-c", "-f", "{staged}"]"#;
+    let rev = seed_checked_app(&store, "app1", "127.0.0.1:18080", &[], &[]).await;
+    let check = r#"["haproxy", "-c", "-f", "{staged}"]"#;
     let agent = Agent::start(
         s.dir.path(),
         "lb1",
-        &config(&s, "lb1", &etcd.endpoints(), check),
+        &AgentConfig::new("lb1", s.dir.path(), &etcd.endpoints())
+            .set("status_ttl", "3s")
+            .target(target(&s).raw("check", check))
+            .toml(),
     );
     applied(&store, &agent, rev).await;
     let good = std::fs::read_to_string(&s.out).unwrap();
@@ -234,7 +223,7 @@ async fn a_config_that_fails_validation_leaves_the_previous_one_serving() {
         .put(&policy("broken"), r#"{"listen":"127.0.0.1:18081"}"#, None)
         .await
         .unwrap();
-    let status = common::wait(&store, &agent, |st| st.last_error.is_some()).await;
+    let status = wait(&store, &agent, |st| st.last_error.is_some()).await;
     let error = status.last_error.unwrap();
     assert!(
         error.contains("validation failed") && error.contains("this-is-not-haproxy"),
@@ -266,8 +255,8 @@ async fn a_failed_reload_is_retried_without_waiting_for_a_change() {
     // The reload command fails while the file `refuse` exists (no shell: `test`).
     let refuse = s.dir.path().join("refuse");
     std::fs::write(&refuse, "").unwrap();
-    let reload = format!(r#"reload = ["test", "!", "-e", "{}"]"#, refuse.display());
-    let rev = seed_app(
+    let reload = format!(r#"["test", "!", "-e", "{}"]"#, refuse.display());
+    let rev = seed_checked_app(
         &store,
         "app1",
         "127.0.0.1:18080",
@@ -278,9 +267,12 @@ async fn a_failed_reload_is_retried_without_waiting_for_a_change() {
     let agent = Agent::start(
         s.dir.path(),
         "lb1",
-        &config(&s, "lb1", &etcd.endpoints(), &reload),
+        &AgentConfig::new("lb1", s.dir.path(), &etcd.endpoints())
+            .set("status_ttl", "3s")
+            .target(target(&s).raw("reload", &reload))
+            .toml(),
     );
-    let status = common::wait(&store, &agent, |st| st.last_error.is_some()).await;
+    let status = wait(&store, &agent, |st| st.last_error.is_some()).await;
     assert!(status.applied_revision < rev, "{status:?}");
     assert!(status.last_error.unwrap().contains("reload"));
 
@@ -299,7 +291,7 @@ async fn an_etcd_outage_keeps_the_config_and_converges_after() {
     let endpoints = etcd.endpoints();
     let writer = store(endpoints[1..].to_vec());
     let s = setup(TEMPLATE);
-    let rev = seed_app(
+    let rev = seed_checked_app(
         &writer,
         "app1",
         "127.0.0.1:8080",
@@ -308,7 +300,11 @@ async fn an_etcd_outage_keeps_the_config_and_converges_after() {
     )
     .await;
     // The agent knows only member 0.
-    let agent = Agent::start(s.dir.path(), "lb1", &config(&s, "lb1", &endpoints[..1], ""));
+    let agent = Agent::start(
+        s.dir.path(),
+        "lb1",
+        &config(&s, "lb1", &endpoints[..1]).toml(),
+    );
     applied(&writer, &agent, rev).await;
     let before = std::fs::read_to_string(&s.out).unwrap();
 
@@ -317,7 +313,18 @@ async fn an_etcd_outage_keeps_the_config_and_converges_after() {
         .put(&route("app1", "instance1"), "v2", None)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The agent has seen etcd go (a watch that merely had not delivered yet would prove
+    // nothing); what runs is still the last config.
+    disco_harness::wait_for(
+        "the agent to lose its watch",
+        Duration::from_secs(30),
+        || {
+            agent
+                .log_text()
+                .contains("etcd watch disconnected")
+                .then_some(())
+        },
+    );
     assert_eq!(
         std::fs::read_to_string(&s.out).unwrap(),
         before,
@@ -335,7 +342,7 @@ async fn a_restart_while_etcd_is_down_serves_the_cached_snapshot() {
     let mut etcd = Etcd::start();
     let store = store(etcd.endpoints());
     let s = setup(TEMPLATE);
-    let rev = seed_app(
+    let rev = seed_checked_app(
         &store,
         "app1",
         "127.0.0.1:8080",
@@ -346,7 +353,7 @@ async fn a_restart_while_etcd_is_down_serves_the_cached_snapshot() {
     let mut agent = Agent::start(
         s.dir.path(),
         "lb1",
-        &config(&s, "lb1", &etcd.endpoints(), ""),
+        &config(&s, "lb1", &etcd.endpoints()).toml(),
     );
     applied(&store, &agent, rev).await;
     let served = std::fs::read_to_string(&s.out).unwrap();

@@ -79,11 +79,11 @@ const MINUTE: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_completes_with_no_failed_request() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let backends = backends();
     let seeded = seed_backends(&store, &backends).await;
-    let haproxy = Proxy::haproxy(&etcd, "lb-haproxy", "5s");
-    let nginx = Proxy::nginx(&etcd, "lb-nginx", "5s");
+    let haproxy = ProxyAgent::haproxy(&etcd, "lb-haproxy", "5s");
+    let nginx = ProxyAgent::nginx(&etcd, "lb-nginx", "5s");
     applied(&store, &haproxy.agent, seeded).await;
     applied(&store, &nginx.agent, seeded).await;
     let loads = [
@@ -194,7 +194,7 @@ async fn a_healthy_canary_completes_with_no_failed_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_v2_answering_500s_is_rolled_back_at_the_first_step() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let backends = backends();
     for (_, v, b) in &backends {
         if v == "v2" {
@@ -202,8 +202,8 @@ async fn a_v2_answering_500s_is_rolled_back_at_the_first_step() {
         }
     }
     let seeded = seed_backends(&store, &backends).await;
-    let haproxy = Proxy::haproxy(&etcd, "lb-haproxy", "5s");
-    let nginx = Proxy::nginx(&etcd, "lb-nginx", "5s");
+    let haproxy = ProxyAgent::haproxy(&etcd, "lb-haproxy", "5s");
+    let nginx = ProxyAgent::nginx(&etcd, "lb-nginx", "5s");
     applied(&store, &haproxy.agent, seeded).await;
     applied(&store, &nginx.agent, seeded).await;
     let loads = [load(&haproxy.url()), load(&nginx.url())];
@@ -289,9 +289,9 @@ async fn a_v2_answering_500s_is_rolled_back_at_the_first_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_from_another_process_rolls_back_and_a_second_canary_is_refused() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let seeded = seed_three_slots(&store).await;
-    let lb1 = Agent::start(&etcd, "lb1", "10s");
+    let lb1 = template_agent(&etcd, "lb1", "10s");
     applied(&store, &lb1, seeded).await;
 
     let mut canary = Background::start(
@@ -375,9 +375,9 @@ async fn abort_from_another_process_rolls_back_and_a_second_canary_is_refused() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let seeded = seed_three_slots(&store).await;
-    let lb1 = Agent::start(&etcd, "lb1", "10s");
+    let lb1 = template_agent(&etcd, "lb1", "10s");
     applied(&store, &lb1, seeded).await;
 
     // Template agents publish no statistics: every step has no data, and passes.
@@ -453,9 +453,9 @@ async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_canary_is_taken_over_with_resume_or_rolled_back_with_abort() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let seeded = seed_three_slots(&store).await;
-    let lb1 = Agent::start(&etcd, "lb1", "10s");
+    let lb1 = template_agent(&etcd, "lb1", "10s");
     applied(&store, &lb1, seeded).await;
 
     let args = [

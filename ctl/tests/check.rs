@@ -82,7 +82,7 @@ async fn until_output(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_ok_stale_failing_lagging_missing_error_rates_and_unknown() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let v1 = Backend::start("v1");
     let v1b = Backend::start("v1");
     let seeded = seed_app(
@@ -97,8 +97,8 @@ async fn check_reports_ok_stale_failing_lagging_missing_error_rates_and_unknown(
     )
     .await;
     // Long status leases: a stopped agent stays listed, as a hung one would.
-    let haproxy = Proxy::haproxy(&etcd, "lb-haproxy", "60s");
-    let template = Agent::start(&etcd, "lb-template", "60s");
+    let haproxy = ProxyAgent::haproxy(&etcd, "lb-haproxy", "60s");
+    let template = template_agent(&etcd, "lb-template", "60s");
     applied(&store, &haproxy.agent, seeded).await;
     applied(&store, &template, seeded).await;
     let load = Load::start(
@@ -156,7 +156,7 @@ async fn check_reports_ok_stale_failing_lagging_missing_error_rates_and_unknown(
     // The template agent (no statistics) hangs: noticed once it misses a change.
     template.signal("STOP");
     store
-        .put(&route_key("app1", "instance2"), "v1", None)
+        .put(&route("app1", "instance2"), "v1", None)
         .await
         .unwrap();
     let (code, out) = check(&etcd, &["--stale-after", "1s", "--lag-grace", "1s"]);
@@ -177,7 +177,7 @@ async fn check_reports_ok_stale_failing_lagging_missing_error_rates_and_unknown(
 
     // A route to a version without an endpoint: CRITICAL.
     store
-        .put(&route_key("app1", "instance3"), "v9", None)
+        .put(&route("app1", "instance3"), "v9", None)
         .await
         .unwrap();
     let out = until(&etcd, &["app1"], 2).await;
@@ -186,7 +186,7 @@ async fn check_reports_ok_stale_failing_lagging_missing_error_rates_and_unknown(
         "{out}"
     );
     assert_eq!(parse(&out).2["missing"], "1");
-    store.delete(&route_key("app1", "instance3")).await.unwrap();
+    store.delete(&route("app1", "instance3")).await.unwrap();
     until(&etcd, &[], 0).await;
 
     // One v1 backend answers 500 to 60% of its requests: WARNING over --max-error-rate.
@@ -220,14 +220,10 @@ async fn check_reports_ok_stale_failing_lagging_missing_error_rates_and_unknown(
     assert!(stdout.starts_with("DISCO UNKNOWN - "), "{stdout}");
 
     // An agent whose last apply failed: CRITICAL.
-    let broken = Agent::with_target(&etcd, "lb-broken", "60s", |dir| {
+    let broken = agent_with_target(&etcd, "lb-broken", "60s", |dir| {
         let template = dir.join("t.j2");
         std::fs::write(&template, TEMPLATE).unwrap();
-        format!(
-            "[[target]]\nkind = \"template\"\npath = \"{}\"\ntemplate = \"{}\"\ncheck = [\"false\"]\n",
-            dir.join("out.conf").display(),
-            template.display()
-        )
+        TargetConfig::template(&dir.join("out.conf"), &template).raw("check", r#"["false"]"#)
     });
     let out = until(&etcd, &[], 2).await;
     assert!(out.contains("agent lb-broken failing: "), "{out}");

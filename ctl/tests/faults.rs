@@ -19,7 +19,7 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_killed_mid_write_never_makes_the_exit_code_lie() {
     let mut etcd = Etcd::cluster(3);
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     seed_three_slots(&store).await;
 
     let trials = 12;
@@ -113,11 +113,11 @@ async fn a_leader_killed_mid_write_never_makes_the_exit_code_lie() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_lb_agent_that_vanishes_during_the_wait_is_not_counted_as_confirming() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let seeded = seed_three_slots(&store).await;
-    let lb1 = Agent::start(&etcd, "lb1", "10s");
+    let lb1 = template_agent(&etcd, "lb1", "10s");
     // A short lease: frozen, its status expires during the wait.
-    let lb2 = Agent::start(&etcd, "lb2", "2s");
+    let lb2 = template_agent(&etcd, "lb2", "2s");
     applied(&store, &lb1, seeded).await;
     applied(&store, &lb2, seeded).await;
 

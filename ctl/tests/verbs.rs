@@ -34,11 +34,11 @@ fn history(etcd: &Etcd, app: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_sequence_returns_only_after_every_agent_applied_each_step() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let seeded = seed_three_slots(&store).await;
     let agents = [
-        Agent::start(&etcd, "lb1", "10s"),
-        Agent::start(&etcd, "lb2", "10s"),
+        template_agent(&etcd, "lb1", "10s"),
+        template_agent(&etcd, "lb2", "10s"),
     ];
     for agent in &agents {
         applied(&store, agent, seeded).await;
@@ -157,7 +157,7 @@ async fn the_seed_sequence_returns_only_after_every_agent_applied_each_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_concurrent_promotions_lose_no_update() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     // Twelve slots, so that ten promotions never run out of slots to flip.
     let names: Vec<String> = (1..=12).map(|i| format!("slot{i}")).collect();
     let endpoints: Vec<(&str, &str, String)> = names
@@ -231,11 +231,11 @@ async fn ten_concurrent_promotions_lose_no_update() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_times_out_with_exit_3_naming_a_stopped_agent() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let seeded = seed_three_slots(&store).await;
     // A long lease: the stopped agent's status stays while it cannot apply anything.
-    let lb1 = Agent::start(&etcd, "lb1", "60s");
-    let lb2 = Agent::start(&etcd, "lb2", "60s");
+    let lb1 = template_agent(&etcd, "lb1", "60s");
+    let lb2 = template_agent(&etcd, "lb2", "60s");
     applied(&store, &lb1, seeded).await;
     applied(&store, &lb2, seeded).await;
 
@@ -288,7 +288,7 @@ async fn wait_times_out_with_exit_3_naming_a_stopped_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_failed_preconditions_write_nothing() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     // app1: v2 endpoints on instance1 (reported failing) and instance2; none on instance3.
     seed_app(
         &store,
@@ -309,7 +309,7 @@ async fn bad_input_and_failed_preconditions_write_nothing() {
     .await;
     store
         .put(
-            &endpoint_key("app1", "instance1", "v2"),
+            &endpoint("app1", "instance1", "v2"),
             r#"{"address":"127.0.0.1:9101","health":{"status":"failing","detail":"503 Service Unavailable"}}"#,
             None,
         )
@@ -382,9 +382,9 @@ async fn bad_input_and_failed_preconditions_write_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dark_and_weight_write_the_policy_with_an_audit_record() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let seeded = seed_three_slots(&store).await;
-    let lb1 = Agent::start(&etcd, "lb1", "10s");
+    let lb1 = template_agent(&etcd, "lb1", "10s");
     applied(&store, &lb1, seeded).await;
     let slots = "app1/instance1=v1;app1/instance2=v1;app1/instance3=v1;";
 
@@ -465,7 +465,7 @@ async fn dark_and_weight_write_the_policy_with_an_audit_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_to_change_writes_nothing_and_no_agents_means_nothing_to_wait_for() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     seed_three_slots(&store).await;
 
     // No agent is live: the wait is trivially over, and says so.

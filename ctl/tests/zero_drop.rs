@@ -32,7 +32,7 @@ fn v2(load: &Load) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_sequence_under_load_fails_no_request() {
     let etcd = Etcd::start();
-    let store = store(&etcd);
+    let store = store(etcd.endpoints());
     let backends: Vec<(String, String, Backend)> = (1..=3)
         .flat_map(|i| {
             ["v1", "v2"].map(|v| (format!("instance{i}"), v.to_string(), Backend::start(v)))
@@ -63,21 +63,11 @@ async fn the_seed_sequence_under_load_fails_no_request() {
         disco_harness::ports::free_port(),
         disco_harness::ports::free_port(),
     );
-    let lb_h = Agent::with_target(&etcd, "lb-haproxy", "5s", |_| {
-        format!(
-            "[[target]]\nkind = \"haproxy\"\npath = \"{}\"\nhaproxy_config = \"{}\"\nmaster_socket = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{hport}\"\n",
-            hcfg.display(),
-            haproxy.main_config().display(),
-            haproxy.master_socket().display()
-        )
+    let lb_h = agent_with_target(&etcd, "lb-haproxy", "5s", |_| {
+        TargetConfig::haproxy(&hcfg, &haproxy).listen("app1", &format!("127.0.0.1:{hport}"))
     });
-    let lb_n = Agent::with_target(&etcd, "lb-nginx", "5s", |_| {
-        format!(
-            "[[target]]\nkind = \"nginx\"\npath = \"{}\"\nnginx_args = {:?}\npid_file = \"{}\"\n[target.listen]\napp1 = \"127.0.0.1:{nport}\"\n",
-            ncfg.display(),
-            nginx.nginx_test_args(),
-            nginx.pid_file().display()
-        )
+    let lb_n = agent_with_target(&etcd, "lb-nginx", "5s", |_| {
+        TargetConfig::nginx(&ncfg, &nginx).listen("app1", &format!("127.0.0.1:{nport}"))
     });
     let (_, kvs) = store
         .get_prefix(&disco::Keyspace::default().apps(), None)

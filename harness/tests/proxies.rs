@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use disco_harness::ports::free_port;
 use disco_harness::process::is_running;
-use disco_harness::{Backend, Haproxy, Load, LoadOptions, Nginx};
+use disco_harness::{wait_for, Backend, Haproxy, Load, LoadOptions, Nginx};
 
 /// A HAProxy fragment: a frontend on `port` balancing over `backends`.
 fn haproxy_fragment(path: &Path, port: u16, backends: &[&Backend]) {
@@ -252,7 +252,9 @@ fn a_backend_killed_mid_load_is_counted_as_failures() {
     let load = Load::start(&format!("http://{}/", backend.addr()), keep_alive(4));
     load.wait_for_ok(100);
     backend.stop();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_for("a failure counted", Duration::from_secs(10), || {
+        (load.snapshot().failed > 0).then_some(())
+    });
     let report = load.stop();
     assert!(report.ok >= 100 && report.failed > 0, "{report:?}");
     assert_eq!(report.sent, report.ok + report.failed);
@@ -267,7 +269,14 @@ fn a_backend_killed_mid_load_is_counted_as_failures() {
     let load = Load::start(&format!("http://127.0.0.1:{port}/"), keep_alive(4));
     load.wait_for_ok(100);
     backend.stop();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for("a 50x counted", Duration::from_secs(10), || {
+        let report = load.snapshot();
+        report
+            .errors
+            .iter()
+            .any(|e| e.starts_with("status 50"))
+            .then_some(())
+    });
     let report = load.stop();
     assert!(report.failed > 0, "{report:?}");
     assert!(

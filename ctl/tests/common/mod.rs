@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-pub use disco_testkit::*;
 use disco::store::Store;
 use disco_harness::{Etcd, Haproxy, Nginx};
+pub use disco_testkit::*;
 
 /// Runs discoctl against `etcd` with `args`.
 pub fn discoctl(etcd: &Etcd, args: &[&str]) -> Output {

@@ -1,0 +1,25 @@
+//! What the workspace's integration tests (and benchmarks) share on top of the harness:
+//! a real `disco-agent` process and its config file, the routing state written to and
+//! read from etcd, and waiting for what an agent publishes. The harness starts the real
+//! things (etcd, HAProxy, nginx); this crate knows disco's own keys, records and config.
+//!
+//! # Layout
+//!
+//! - [`agent`]: a `disco-agent` process (config file, log, signals; killed on drop) and
+//!   where its binary is.
+//! - [`config`]: an agent's config file: the top level, `[etcd]`, and `[[target]]`
+//!   sections for template, HAProxy and nginx targets.
+//! - [`state`]: the routing state in etcd: keys, seeding apps, reading routes and
+//!   canary records; agents' published statuses and waiting for them.
+//! - [`proxy`]: a real HAProxy or nginx driven by an agent's target.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod config;
+pub mod proxy;
+pub mod state;
+
+pub use agent::{agent_binary, Agent};
+pub use config::{AgentConfig, TargetConfig};
+pub use proxy::Proxy;
+pub use state::*;
