@@ -16,7 +16,8 @@
 //!   their arithmetic (sum over agents, difference over an interval, percentiles).
 //! - [`render`]: snapshot → HAProxy, nginx or user-template configuration text.
 //! - [`store`]: etcd access that stays available while a minority of members is down,
-//!   and a watch that resumes after disconnects and re-reads after compaction.
+//!   and a watch that resumes after disconnects and re-reads after compaction. One file
+//!   each: `config`, `error`, `client` (the failover), `kv` (and leases), `watch`.
 #![forbid(unsafe_code)]
 
 pub mod change;
