@@ -9,13 +9,15 @@
 //! - [`change`]: a change as one compare-and-swap transaction with its audit record.
 //! - [`plan`]: discoctl's verbs planned (promote, switch, rollback, dark, weight): pure.
 //! - [`rollout`]: automated canaries: steps, the state recorded in etcd, each step
-//!   planned, the restore, and the analysis of a step's traffic: pure.
+//!   planned, the restore, and the analysis of a step's traffic: pure. One file each:
+//!   `steps`, `record`, `planning`, `analysis`.
 //! - [`converge`]: waiting until every live LB agent has applied a revision.
 //! - [`stats`]: the traffic statistics LB agents publish per app and version, and
 //!   their arithmetic (sum over agents, difference over an interval, percentiles).
 //! - [`render`]: snapshot → HAProxy, nginx or user-template configuration text.
 //! - [`store`]: etcd access that stays available while a minority of members is down,
-//!   and a watch that resumes after disconnects and re-reads after compaction.
+//!   and a watch that resumes after disconnects and re-reads after compaction. One file
+//!   each: `config`, `error`, `client` (the failover), `kv` (and leases), `watch`.
 #![forbid(unsafe_code)]
 
 pub mod change;
