@@ -11,21 +11,103 @@
 //!
 //! Usage: agent-latency [--changes N] [--targets template,haproxy,nginx] [--apps N]
 //!                      [--rate-changes N] [--burst N]
-//! Targets: template, template-check, haproxy, haproxy-runtime, nginx.
+//! Targets: template, template-check, haproxy, haproxy-runtime, nginx, nginx-balancer.
 //! Run through bench/run.sh, which builds in release mode first.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use disco::model::AgentStatus;
-use disco::store::{Store, Txn, TxnOp};
+use disco::store::Store;
 use disco::{Key, Keyspace};
-use disco_bench::{only_target, percentile, sibling, store_for, Proc, StatusLog};
+use disco_bench::proc_stats::{cpu_ticks, rss_kib};
+use disco_bench::seed::Seed;
+use disco_bench::{
+    agent, flag_value, ms, only_target, percentile, server_lines, store_for, StatusLog,
+};
 use disco_harness::Etcd;
+
+/// Measures disco-agent's latency from an etcd put to the new config installed and to the
+/// change applied and published, per target, and the agent's RSS and CPU. Prints
+/// markdown tables.
+#[derive(Parser, Debug)]
+#[command(
+    name = "agent-latency",
+    after_help = "AGENT_LOG sets the agents' RUST_LOG (default warn). \
+                  Run through bench/run.sh, which builds in release mode first."
+)]
+struct Args {
+    /// Idle-path route flips per target, each applied before the next.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    changes: usize,
+    /// The targets, comma-separated [default: all six with one app; haproxy,haproxy-runtime
+    /// with --apps above 1].
+    #[arg(long, value_name = "A,B", value_enum, value_delimiter = ',')]
+    targets: Option<Vec<Target>>,
+    /// Apps; above 1, every app has 10 endpoints and its own frontend, and only the
+    /// idle-path flips are measured.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    apps: u32,
+    /// Changes at 5 per second (put → applied p50 / p99); 0 leaves them out.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    rate_changes: usize,
+    /// Back-to-back puts of the burst (converged after the last put); 0 leaves it out.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    burst: usize,
+}
+
+/// What a run measures, from [`Args`]: the targets resolved, the rate and burst runs
+/// left out with many apps.
+struct Config {
+    changes: usize,
+    targets: Vec<Target>,
+    apps: u32,
+    rate_changes: usize,
+    burst: usize,
+}
+
+impl Args {
+    fn config(self) -> Config {
+        let many = self.apps > 1;
+        let targets = self.targets.unwrap_or_else(|| {
+            if many {
+                vec![Target::Haproxy, Target::HaproxyRuntime]
+            } else {
+                Target::value_variants().to_vec()
+            }
+        });
+        Config {
+            changes: self.changes,
+            targets,
+            apps: self.apps,
+            // Only the idle-path flips are measured with many apps.
+            rate_changes: if many { 0 } else { self.rate_changes },
+            burst: if many { 0 } else { self.burst },
+        }
+    }
+}
+
+/// A target kind the agent drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// A template with a trivial reload (`true`).
+    Template,
+    /// confd-compare's job: server lines, a grep check, a reload appending to a marker.
+    TemplateCheck,
+    /// HAProxy, every change a reload.
+    Haproxy,
+    /// HAProxy with its Runtime API socket.
+    HaproxyRuntime,
+    /// nginx, every change a reload.
+    Nginx,
+    /// nginx with the Lua balancer's socket.
+    NginxBalancer,
+}
 
 /// Endpoints (slots) per app with `--apps N`.
 const BIG_SLOTS: u32 = 10;
@@ -37,38 +119,6 @@ const WAIT: Duration = Duration::from_secs(60);
 /// millisecond's resolution, rarely enough not to take a core's share from the agent
 /// on a 2-core machine.
 const POLL: Duration = Duration::from_micros(500);
-
-/// The template of the `template-check` target (confd-compare's job): one server line
-/// per routed endpoint, checked with grep and "reloaded" by appending to a marker.
-const CHECK_TEMPLATE: &str = "\
-{% for name, app in apps|items %}
-{% for s in app.routed %}
-server {{ name }}-{{ s.instance }} {{ s.address }} check
-{% endfor %}
-{% endfor %}
-";
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
-}
 
 /// Times a command `runs` times; returns the median in ms.
 fn median_command_ms(argv: &[String], runs: usize) -> f64 {
@@ -89,10 +139,6 @@ fn median_command_ms(argv: &[String], runs: usize) -> f64 {
         .collect();
     times.sort_by(f64::total_cmp);
     percentile(&times, 0.5)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// The proxy a target drives, kept alive (and stopped on drop) for the run.
@@ -180,98 +226,57 @@ struct Row {
     burst: Option<Burst>,
 }
 
-/// Puts `ops` in transactions of at most 128 operations (etcd's default limit);
-/// returns the last revision.
-async fn put_all(store: &Store, ops: Vec<TxnOp>) -> i64 {
-    let mut revision = 0;
-    for chunk in ops.chunks(128) {
-        let resp = store
-            .txn(Txn::new().and_then(chunk.to_vec()))
-            .await
-            .unwrap();
-        revision = resp.header().map(|h| h.revision()).unwrap_or(revision);
-    }
-    revision
-}
-
 /// Seeds `apps` apps; returns the revision of the last write and the slots per app.
 /// One app: app1 with instance1..3, v1 and v2 each, health path /healthz, routed to v1.
 /// More: app1..appN with BIG_SLOTS slots each on v1 (no health path: TCP checks), each
 /// with its own listen port, and a v2 endpoint of app1/instance1 (the flipped slot).
 async fn seed(store: &Store, ks: &Keyspace, apps: u32) -> (i64, u32) {
-    let mut ops = Vec::new();
+    let mut seed = Seed::new(ks);
     if apps == 1 {
         let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
-        ops.push(TxnOp::put(
-            ks.key(&Key::Policy { app: "app1".into() }),
-            format!(r#"{{"listen":"{listen}"}}"#),
-            None,
-        ));
+        seed.policy("app1", format!(r#"{{"listen":"{listen}"}}"#));
         for i in 1..=3 {
+            let instance = format!("instance{i}");
             for (v, base) in [("v1", 9000), ("v2", 9100)] {
-                let key = ks.key(&Key::Endpoint {
-                    app: "app1".into(),
-                    instance: format!("instance{i}"),
-                    version: v.into(),
-                });
-                ops.push(TxnOp::put(
-                    key,
+                seed.endpoint(
+                    "app1",
+                    &instance,
+                    v,
                     format!(
                         r#"{{"address":"127.0.0.1:{}","health_path":"/healthz"}}"#,
                         base + i
                     ),
-                    None,
-                ));
+                );
             }
-            let route = ks.key(&Key::Route {
-                app: "app1".into(),
-                instance: format!("instance{i}"),
-            });
-            ops.push(TxnOp::put(route, "v1", None));
+            seed.route("app1", &instance, "v1");
         }
-        return (put_all(store, ops).await, 3);
+        return (seed.write(store).await, 3);
     }
     for a in 1..=apps {
         let app = format!("app{a}");
         let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
-        ops.push(TxnOp::put(
-            ks.key(&Key::Policy { app: app.clone() }),
-            format!(r#"{{"listen":"{listen}"}}"#),
-            None,
-        ));
+        seed.policy(&app, format!(r#"{{"listen":"{listen}"}}"#));
         for i in 1..=BIG_SLOTS {
+            let instance = format!("instance{i}");
             // Closed ports on 127.0.2.1: nothing listens there (HAProxy's frontends are
             // on 127.0.0.1), so the proxies' checks are refused at once.
             let address = format!("127.0.2.1:{}", 20000 + (a - 1) * BIG_SLOTS + i);
-            ops.push(TxnOp::put(
-                ks.key(&Key::Endpoint {
-                    app: app.clone(),
-                    instance: format!("instance{i}"),
-                    version: "v1".into(),
-                }),
-                format!(r#"{{"address":"{address}"}}"#),
-                None,
-            ));
-            ops.push(TxnOp::put(
-                ks.key(&Key::Route {
-                    app: app.clone(),
-                    instance: format!("instance{i}"),
-                }),
+            seed.endpoint(
+                &app,
+                &instance,
                 "v1",
-                None,
-            ));
+                format!(r#"{{"address":"{address}"}}"#),
+            )
+            .route(&app, &instance, "v1");
         }
     }
-    ops.push(TxnOp::put(
-        ks.key(&Key::Endpoint {
-            app: "app1".into(),
-            instance: "instance1".into(),
-            version: "v2".into(),
-        }),
+    seed.endpoint(
+        "app1",
+        "instance1",
+        "v2",
         r#"{"address":"127.0.3.1:20000"}"#,
-        None,
-    ));
-    (put_all(store, ops).await, BIG_SLOTS)
+    );
+    (seed.write(store).await, BIG_SLOTS)
 }
 
 type Stamp = (u64, i64, i64, u64);
@@ -343,12 +348,13 @@ impl Drop for FileWatch {
 }
 
 async fn bench_target(
-    kind: &str,
+    target: Target,
     changes: usize,
     apps: u32,
     rate_changes: usize,
     burst: usize,
 ) -> Row {
+    let kind = flag_value(&target);
     let etcd = Etcd::start();
     let store = store_for(&etcd);
     let ks = Keyspace::default();
@@ -358,8 +364,8 @@ async fn bench_target(
     let out: PathBuf;
     let target_toml: String;
     let proxy: Proxy;
-    match kind {
-        "template" => {
+    match target {
+        Target::Template => {
             out = dir.path().join("out.conf");
             std::fs::write(
                 dir.path().join("t.j2"),
@@ -373,23 +379,17 @@ async fn bench_target(
             );
             proxy = Proxy::None;
         }
-        "template-check" => {
+        Target::TemplateCheck => {
             out = dir.path().join("servers.cfg");
-            std::fs::write(dir.path().join("servers.j2"), CHECK_TEMPLATE).unwrap();
-            let reload = format!("echo >> {}", dir.path().join("reloads").display());
-            target_toml = format!(
-                "kind = \"template\"\npath = \"{}\"\ntemplate = \"{}/servers.j2\"\ncheck = {:?}\nreload = {:?}\n",
-                out.display(),
-                dir.path().display(),
-                ["/bin/sh", "-c", "grep -q server {staged}"],
-                ["/bin/sh", "-c", reload.as_str()],
-            );
+            let template = dir.path().join("servers.j2");
+            std::fs::write(&template, server_lines::TEMPLATE).unwrap();
+            target_toml = server_lines::target(&out, &template, &dir.path().join("reloads"));
             proxy = Proxy::None;
         }
-        "haproxy" | "haproxy-runtime" => {
+        Target::Haproxy | Target::HaproxyRuntime => {
             out = dir.path().join("disco.cfg");
             let h = disco_harness::Haproxy::start(&out);
-            let runtime = if kind == "haproxy-runtime" {
+            let runtime = if target == Target::HaproxyRuntime {
                 format!("runtime_socket = \"{}\"\n", h.stats_socket().display())
             } else {
                 String::new()
@@ -402,10 +402,10 @@ async fn bench_target(
             );
             proxy = Proxy::Haproxy(h);
         }
-        "nginx" | "nginx-balancer" => {
+        Target::Nginx | Target::NginxBalancer => {
             out = dir.path().join("disco.conf");
             let n = disco_harness::Nginx::start(&out);
-            let balancer = if kind == "nginx-balancer" {
+            let balancer = if target == Target::NginxBalancer {
                 disco_harness::nginx::open_to_workers(dir.path());
                 format!(
                     "balancer_socket = \"{}\"\n",
@@ -422,34 +422,18 @@ async fn bench_target(
             );
             proxy = Proxy::Nginx(n);
         }
-        other => panic!("unknown target {other}"),
     }
 
     // max_delay at its default (0: no minimum interval between reloads).
     let config = dir.path().join("agent.toml");
-    std::fs::write(
+    agent::write_config(
         &config,
-        format!(
-            "agent_id = \"bench-{kind}\"\ncache_path = \"{}/cache.json\"\n[etcd]\nendpoints = {:?}\n[[target]]\n{target_toml}",
-            dir.path().display(),
-            etcd.endpoints()
-        ),
-    )
-    .unwrap();
-    let agent = Proc::kill_on_drop(
-        Command::new(sibling("disco-agent"))
-            .arg("--config")
-            .arg(&config)
-            .env(
-                "RUST_LOG",
-                std::env::var("AGENT_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting disco-agent (build it with cargo build --release -p disco-agent)"),
+        &format!("bench-{kind}"),
+        &dir.path().join("cache.json"),
+        &etcd,
+        &target_toml,
     );
+    let agent = agent::start(&config, &agent::log_from_env());
     let pid = agent.id();
 
     let status_key = ks.key(&Key::Agent {
@@ -504,7 +488,7 @@ async fn bench_target(
     };
 
     // In balancer mode a routing change writes the routes file, not the config.
-    let watched = if kind == "nginx-balancer" {
+    let watched = if target == Target::NginxBalancer {
         dir.path().join("disco.conf.routes")
     } else {
         out.clone()
@@ -540,7 +524,7 @@ async fn bench_target(
     let applies = Applies::now(&log, &seed_status, &proxy).since(applies_before);
     drop(watch);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_rest_kib = rss_kib(pid);
+    let rss_rest_kib = rss_kib(pid).unwrap_or(0);
 
     // Changes at 5 per second: puts 200 ms apart whether or not the previous one was
     // applied; each put → the first status reporting its revision applied.
@@ -605,14 +589,14 @@ async fn bench_target(
     installed.sort_by(f64::total_cmp);
     applied.sort_by(f64::total_cmp);
     put_rtt.sort_by(f64::total_cmp);
-    if kind == "haproxy-runtime" && applies.haproxy != Some(0) {
+    if target == Target::HaproxyRuntime && applies.haproxy != Some(0) {
         eprintln!(
             "agent-latency: UNEXPECTED: {:?} HAProxy reloads during {changes} flips with the Runtime API",
             applies.haproxy
         );
     }
     Row {
-        target: kind.to_string(),
+        target: kind,
         apps,
         slots,
         changes,
@@ -629,66 +613,17 @@ async fn bench_target(
 }
 
 fn main() {
-    let mut changes = 200;
-    let mut targets: Option<Vec<String>> = None;
-    let mut apps = 1u32;
-    let mut rate_changes = 50;
-    let mut burst = 200;
-    let mut args = std::env::args().skip(1);
-    let number = |a: Option<String>, what: &str| -> usize {
-        a.and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("{what} N"))
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--changes" => changes = number(args.next(), "--changes"),
-            "--apps" => apps = number(args.next(), "--apps") as u32,
-            "--rate-changes" => rate_changes = number(args.next(), "--rate-changes"),
-            "--burst" => burst = number(args.next(), "--burst"),
-            "--targets" => {
-                targets = Some(
-                    args.next()
-                        .expect("--targets a,b")
-                        .split(',')
-                        .map(String::from)
-                        .collect(),
-                )
-            }
-            _ => panic!(
-                "usage: agent-latency [--changes N] [--targets template,template-check,haproxy,haproxy-runtime,nginx,nginx-balancer] [--apps N] [--rate-changes N] [--burst N]"
-            ),
-        }
-    }
-    assert!(apps >= 1, "--apps takes at least 1");
-    let targets = targets.unwrap_or_else(|| {
-        if apps > 1 {
-            vec!["haproxy".into(), "haproxy-runtime".into()]
-        } else {
-            [
-                "template",
-                "template-check",
-                "haproxy",
-                "haproxy-runtime",
-                "nginx",
-                "nginx-balancer",
-            ]
-            .map(String::from)
-            .to_vec()
-        }
-    });
-    if apps > 1 {
-        // Only the idle-path flips are measured with many apps.
-        rate_changes = 0;
-        burst = 0;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let Config {
+        changes,
+        targets,
+        apps,
+        rate_changes,
+        burst,
+    } = Args::parse().config();
+    let runtime = disco_bench::runtime();
     let rows: Vec<Row> = targets
         .iter()
-        .map(|t| runtime.block_on(bench_target(t, changes, apps, rate_changes, burst)))
+        .map(|t| runtime.block_on(bench_target(*t, changes, apps, rate_changes, burst)))
         .collect();
     println!(
         "| target | apps × endpoints | changes | etcd put alone p50 (ms) | put→installed p50 / p90 / p99 (ms) | put→applied+published p50 / p90 / p99 (ms) | reloads / runtime applies (HAProxy master reloads) during the changes | validation alone, median (ms) | agent RSS at rest (MiB) | agent CPU during run |"
@@ -745,5 +680,69 @@ fn main() {
             };
             println!("| {} | {rc} | {rp} | {ra} | {bp} | {bc} | {ba} |", r.target);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, Config, Target};
+    use disco_bench::parse_flags;
+
+    fn config(flags: &[&str]) -> Config {
+        parse_flags::<Args>(flags).unwrap().config()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]);
+        assert_eq!((c.changes, c.apps), (200, 1));
+        assert_eq!((c.rate_changes, c.burst), (50, 200));
+        assert_eq!(
+            c.targets,
+            [
+                Target::Template,
+                Target::TemplateCheck,
+                Target::Haproxy,
+                Target::HaproxyRuntime,
+                Target::Nginx,
+                Target::NginxBalancer
+            ]
+        );
+    }
+
+    /// As bench/run.sh, bench/README.md and the module's usage line call it.
+    #[test]
+    fn the_documented_invocations_parse() {
+        assert_eq!(config(&["--changes", "50"]).changes, 50);
+        let five = "template,template-check,haproxy,haproxy-runtime,nginx";
+        assert_eq!(config(&["--targets", five]).targets.len(), 5);
+        for changes in ["20", "100"] {
+            let c = config(&["--apps", "1000", "--changes", changes]);
+            assert_eq!(c.apps, 1000);
+            assert_eq!(c.targets, [Target::Haproxy, Target::HaproxyRuntime]);
+            // Only the idle-path flips with many apps.
+            assert_eq!((c.rate_changes, c.burst), (0, 0));
+        }
+        let c = config(&[
+            "--apps",
+            "1000",
+            "--changes",
+            "20",
+            "--targets",
+            "haproxy-runtime",
+        ]);
+        assert_eq!(c.targets, [Target::HaproxyRuntime]);
+        let c = config(&["--targets", "haproxy-runtime", "--changes", "200"]);
+        assert_eq!(c.targets, [Target::HaproxyRuntime]);
+        assert_eq!(c.changes, 200);
+        let c = config(&["--rate-changes", "10", "--burst", "0"]);
+        assert_eq!((c.rate_changes, c.burst), (10, 0));
+    }
+
+    #[test]
+    fn wrong_values_are_refused() {
+        assert!(parse_flags::<Args>(&["--apps", "0"]).is_err());
+        assert!(parse_flags::<Args>(&["--targets", "haproxy,apache"]).is_err());
+        assert!(parse_flags::<Args>(&["--changes", "many"]).is_err());
     }
 }

@@ -27,10 +27,41 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use disco::store::{Txn, TxnOp};
+use clap::Parser;
 use disco::{Key, Keyspace};
-use disco_bench::{percentile, sibling, store_for, Proc};
+use disco_bench::proc_stats::rss_kib;
+use disco_bench::seed::Seed;
+use disco_bench::{agent, ms, percentile, server_lines, store_for, Proc};
 use disco_harness::Etcd;
+
+/// disco-agent and confd side by side, doing the same job (server lines, a check, a
+/// reload), in interleaved rounds. Prints a markdown table.
+#[derive(Parser, Debug)]
+#[command(
+    name = "confd-compare",
+    after_help = "The peer comes from CONFD=/path/to/confd; without it only disco is measured. \
+                  Run through bench/run.sh, which builds in release mode first."
+)]
+struct Args {
+    /// Interleaved rounds (disco, confd, disco, confd, ...).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = at_least_one)]
+    rounds: usize,
+    /// Route flips 0.3 s apart per round, on one app with three slots.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = at_least_one)]
+    puts: usize,
+    /// Flips of one slot per round among 1,000 apps × 10 endpoints.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = at_least_one)]
+    flips: usize,
+}
+
+/// A count of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
+    }
+}
 
 /// Spacing of the measured puts: long enough that every put takes the idle path of both
 /// tools (it was chosen above disco's former 250 ms `max_delay`; the default is now 0).
@@ -38,15 +69,6 @@ const SPACING: Duration = Duration::from_millis(300);
 const BURST: usize = 200;
 /// Bound on waiting for any one thing a tool should do.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// disco's template (MiniJinja; context in src/render/template.rs).
-const DISCO_TEMPLATE: &str = "\
-{% for name, app in apps|items %}
-{% for s in app.routed %}
-server {{ name }}-{{ s.instance }} {{ s.address }} check
-{% endfor %}
-{% endfor %}
-";
 
 /// confd's template (Go text/template with confd's functions), the same lines: one scan
 /// of the routes, then a map lookup of each routed endpoint.
@@ -70,31 +92,20 @@ impl Tool {
 
     /// Starts the tool on `etcd`, rendering `out`; its reload appends to `marker`.
     fn start(&self, dir: &Path, etcd: &Etcd, out: &Path, marker: &Path) -> Proc {
-        let reload = format!("echo >> {}", marker.display());
         let command = match self {
             Tool::Disco => {
                 let template = dir.join("servers.j2");
-                std::fs::write(&template, DISCO_TEMPLATE).unwrap();
+                std::fs::write(&template, server_lines::TEMPLATE).unwrap();
                 let config = dir.join("agent.toml");
                 // max_delay is left at its default (0: no minimum interval between reloads).
-                std::fs::write(
+                agent::write_config(
                     &config,
-                    format!(
-                        "agent_id = \"bench-disco\"\ncache_path = \"{}\"\n[etcd]\nendpoints = {:?}\n\
-                         [[target]]\nkind = \"template\"\npath = \"{}\"\ntemplate = \"{}\"\n\
-                         check = {:?}\nreload = {:?}\n",
-                        dir.join("cache.json").display(),
-                        etcd.endpoints(),
-                        out.display(),
-                        template.display(),
-                        ["/bin/sh", "-c", "grep -q server {staged}"],
-                        ["/bin/sh", "-c", reload.as_str()],
-                    ),
-                )
-                .unwrap();
-                let mut c = Command::new(sibling("disco-agent"));
-                c.arg("--config").arg(&config).env("RUST_LOG", "warn");
-                c
+                    "bench-disco",
+                    &dir.join("cache.json"),
+                    etcd,
+                    &server_lines::target(out, &template, marker),
+                );
+                agent::command(&config, "warn")
             }
             Tool::Confd(binary) => {
                 let confdir = dir.join("confd");
@@ -106,8 +117,9 @@ impl Tool {
                     confdir.join("conf.d/servers.toml"),
                     format!(
                         "[template]\nsrc = \"servers.tmpl\"\ndest = \"{}\"\nkeys = [\"/apps\"]\n\
-                         check_cmd = \"grep -q server {{{{.src}}}}\"\nreload_cmd = \"{reload}\"\n",
-                        out.display()
+                         check_cmd = \"grep -q server {{{{.src}}}}\"\nreload_cmd = \"{}\"\n",
+                        out.display(),
+                        server_lines::reload_command(marker),
                     ),
                 )
                 .unwrap();
@@ -288,20 +300,8 @@ fn endpoint_value(address: &str) -> String {
     format!(r#"{{"address":"{address}"}}"#)
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(f64::NAN)
-        / 1024.0
+    rss_kib(pid).map_or(f64::NAN, |kib| kib as f64 / 1024.0)
 }
 
 /// Waits until `path` holds `want` (read every 10 ms: start-up only).
@@ -355,30 +355,16 @@ fn small(tool: &Tool, rt: &tokio::runtime::Runtime, puts: usize) -> Small {
         )
     };
     let mut servers = BTreeMap::new();
-    rt.block_on(async {
-        for i in 1..=3 {
-            for v in ["v1", "v2"] {
-                let key = ks.key(&Key::Endpoint {
-                    app: "app1".into(),
-                    instance: format!("instance{i}"),
-                    version: v.into(),
-                });
-                store
-                    .put(&key, endpoint_value(&address(v, i)), None)
-                    .await
-                    .unwrap();
-            }
-            let route = ks.key(&Key::Route {
-                app: "app1".into(),
-                instance: format!("instance{i}"),
-            });
-            store.put(&route, "v1", None).await.unwrap();
-            servers.insert(
-                ("app1".to_string(), format!("instance{i}")),
-                address("v1", i),
-            );
+    let mut seed = Seed::new(&ks);
+    for i in 1..=3 {
+        let instance = format!("instance{i}");
+        for v in ["v1", "v2"] {
+            seed.endpoint("app1", &instance, v, endpoint_value(&address(v, i)));
         }
-    });
+        seed.route("app1", &instance, "v1");
+        servers.insert(("app1".to_string(), instance), address("v1", i));
+    }
+    rt.block_on(seed.write(&store));
 
     let poller = Poller::start(&out, &marker, true);
     let proc = tool.start(dir.path(), &etcd, &out, &marker);
@@ -479,47 +465,22 @@ fn big(tool: &Tool, rt: &tokio::runtime::Runtime, flips: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
     let (out, marker) = (dir.path().join("servers.cfg"), dir.path().join("reloads"));
     let mut servers = BTreeMap::new();
-    let mut ops = Vec::new();
+    let mut seed = Seed::new(&ks);
     for a in 0..APPS {
         for i in 0..SLOTS {
             let (app, instance) = (format!("app{a:04}"), format!("i{i}"));
             let address = format!("127.0.0.1:{}", 10000 + a * SLOTS + i);
-            let endpoint = ks.key(&Key::Endpoint {
-                app: app.clone(),
-                instance: instance.clone(),
-                version: "v1".into(),
-            });
-            let route = ks.key(&Key::Route {
-                app: app.clone(),
-                instance: instance.clone(),
-            });
-            ops.push(TxnOp::put(endpoint, endpoint_value(&address), None));
-            ops.push(TxnOp::put(route, "v1", None));
+            seed.endpoint(&app, &instance, "v1", endpoint_value(&address))
+                .route(&app, &instance, "v1");
             servers.insert((app, instance), address);
         }
     }
     // The flipped slot's second version.
     let flipped = ("app0000".to_string(), "i0".to_string());
     let v2_address = "127.0.0.1:30000".to_string();
-    ops.push(TxnOp::put(
-        ks.key(&Key::Endpoint {
-            app: flipped.0.clone(),
-            instance: flipped.1.clone(),
-            version: "v2".into(),
-        }),
-        endpoint_value(&v2_address),
-        None,
-    ));
+    seed.endpoint(&flipped.0, &flipped.1, "v2", endpoint_value(&v2_address));
     let v1_address = servers[&flipped].clone();
-    rt.block_on(async {
-        // etcd's default limit is 128 operations per transaction.
-        for chunk in ops.chunks(128) {
-            store
-                .txn(Txn::new().and_then(chunk.to_vec()))
-                .await
-                .unwrap();
-        }
-    });
+    rt.block_on(seed.write(&store));
 
     let name = tool.name();
     let poller = Poller::start(&out, &marker, false);
@@ -624,36 +585,17 @@ type Field = fn(&Sample) -> f64;
 type Row = (&'static str, &'static [Field], fn(f64) -> String);
 
 fn main() {
-    let mut rounds = 3;
-    let mut puts = 100;
-    let mut flips = 10;
-    let mut args = std::env::args().skip(1);
-    let usage =
-        "usage: confd-compare [--rounds 3] [--puts 100] [--flips 10] (peer: CONFD=/path/to/confd)";
-    while let Some(a) = args.next() {
-        let mut value = || -> usize {
-            args.next()
-                .and_then(|n| n.parse().ok())
-                .filter(|n| *n > 0)
-                .expect(usage)
-        };
-        match a.as_str() {
-            "--rounds" => rounds = value(),
-            "--puts" => puts = value(),
-            "--flips" => flips = value(),
-            _ => panic!("{usage}"),
-        }
-    }
+    let Args {
+        rounds,
+        puts,
+        flips,
+    } = Args::parse();
     let mut tools = vec![Tool::Disco];
     match std::env::var_os("CONFD").filter(|p| !p.is_empty()) {
         Some(path) => tools.push(Tool::Confd(PathBuf::from(path))),
         None => eprintln!("confd skipped: CONFD is not set (CONFD=/path/to/confd compares)"),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = disco_bench::runtime();
 
     let started = Instant::now();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); tools.len()];
@@ -738,4 +680,27 @@ fn main() {
         }
     }
     eprintln!("took {:.0} s", started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use disco_bench::parse_flags;
+
+    /// Without flags, and as bench/run.sh and bench/README.md call it.
+    #[test]
+    fn the_documented_invocations_parse() {
+        let a: Args = parse_flags(&[]).unwrap();
+        assert_eq!((a.rounds, a.puts, a.flips), (3, 100, 10));
+        assert_eq!(parse_flags::<Args>(&["--rounds", "3"]).unwrap().rounds, 3);
+        let a: Args = parse_flags(&["--rounds", "1", "--puts", "20", "--flips", "2"]).unwrap();
+        assert_eq!((a.rounds, a.puts, a.flips), (1, 20, 2));
+    }
+
+    #[test]
+    fn counts_are_at_least_one() {
+        for flag in ["--rounds", "--puts", "--flips"] {
+            assert!(parse_flags::<Args>(&[flag, "0"]).is_err(), "{flag} 0");
+        }
+    }
 }

@@ -13,8 +13,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use disco_bench::{sibling, Proc};
 use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport, Nginx};
+
+/// The demo: etcd, a demo app in v1 and v2, HAProxy and nginx each driven by an LB agent,
+/// live traffic through both while discoctl promotes a canary, opens a dark canary,
+/// switches blue/green and rolls back. Run it through scripts/demo.sh, which builds it.
+#[derive(Parser, Debug)]
+#[command(name = "disco-demo")]
+struct Args {
+    /// Leave everything running at the end to explore (Ctrl-C stops it), and print
+    /// commands to try.
+    #[arg(long)]
+    keep: bool,
+    /// Shorter traffic windows and canary intervals (what CI runs).
+    #[arg(long)]
+    ci: bool,
+}
 
 struct Demo {
     endpoints: String,
@@ -79,18 +95,7 @@ fn show(loads: &[(&str, Load)], n: u64) {
 }
 
 fn main() {
-    let mut keep = false;
-    let mut ci = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--keep" => keep = true,
-            "--ci" => ci = true,
-            _ => {
-                eprintln!("usage: disco-demo [--keep] [--ci]");
-                std::process::exit(2);
-            }
-        }
-    }
+    let Args { keep, ci } = Args::parse();
     // Everything the demo starts is stopped when `run` returns, before the exit.
     let code = match run(keep, ci) {
         Ok(()) => 0,
@@ -463,4 +468,26 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
     }
     println!("demo finished: 0 failed requests");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use disco_bench::parse_flags;
+
+    /// As scripts/demo.sh (which passes on exactly these), .ci/run and README.md call it.
+    #[test]
+    fn the_documented_invocations_parse() {
+        let cases: [(&[&str], bool, bool); 4] = [
+            (&[], false, false),
+            (&["--ci"], false, true),
+            (&["--keep"], true, false),
+            (&["--keep", "--ci"], true, true),
+        ];
+        for (flags, keep, ci) in cases {
+            let a: Args = parse_flags(flags).unwrap();
+            assert_eq!((a.keep, a.ci), (keep, ci), "{flags:?}");
+        }
+        assert!(parse_flags::<Args>(&["--fast"]).is_err());
+    }
 }

@@ -4,24 +4,30 @@
 //!
 //! Usage: disco-demo-app --listen 0.0.0.0:8080 --version v1
 
+use clap::Parser;
+
+/// The demo application: answers every path with its version and /healthz with ok,
+/// until SIGTERM or SIGINT.
+#[derive(Parser, Debug)]
+#[command(name = "disco-demo-app")]
+struct Args {
+    /// The address to listen on (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:8080")]
+    listen: String,
+    /// The version it answers with: a name as disco's keys take it.
+    #[arg(long, value_name = "NAME", default_value = "v1", value_parser = version_name)]
+    version: String,
+}
+
+/// A version name disco accepts (`disco::validate::name`).
+fn version_name(s: &str) -> Result<String, String> {
+    disco::validate::name("version", s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn main() {
-    let mut listen = "0.0.0.0:8080".to_string();
-    let mut version = "v1".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match (a.as_str(), args.next()) {
-            ("--listen", Some(v)) => listen = v,
-            ("--version", Some(v)) => version = v,
-            _ => {
-                eprintln!("usage: disco-demo-app --listen HOST:PORT --version NAME");
-                std::process::exit(2);
-            }
-        }
-    }
-    if let Err(e) = disco::validate::name("version", &version) {
-        eprintln!("disco-demo-app: {e}");
-        std::process::exit(2);
-    }
+    let Args { listen, version } = Args::parse();
     let backend = match disco_harness::Backend::start_on(&listen, &version) {
         Ok(b) => b,
         Err(e) => {
@@ -43,4 +49,28 @@ fn main() {
         }
     });
     drop(backend);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use disco_bench::parse_flags;
+
+    /// Without flags, and as docker/app.sh calls it.
+    #[test]
+    fn the_documented_invocations_parse() {
+        let a: Args = parse_flags(&[]).unwrap();
+        assert_eq!(
+            (a.listen.as_str(), a.version.as_str()),
+            ("0.0.0.0:8080", "v1")
+        );
+        let a: Args = parse_flags(&["--listen", "0.0.0.0:8080", "--version", "v2"]).unwrap();
+        assert_eq!(a.version, "v2");
+    }
+
+    #[test]
+    fn a_version_disco_refuses_is_refused() {
+        assert!(parse_flags::<Args>(&["--version", ""]).is_err());
+        assert!(parse_flags::<Args>(&["--version", "v/2"]).is_err());
+    }
 }

@@ -1,5 +1,19 @@
 //! What the benchmark binaries and the demo share: the workspace's sibling binaries,
-//! child processes stopped on drop, percentiles.
+//! child processes stopped on drop, the runtime they run on, percentiles, and an
+//! agent's applied revisions as they arrive.
+//!
+//! # Layout
+//!
+//! - [`agent`]: the disco-agent processes the benchmarks measure (config file, process).
+//! - [`seed`]: the starting routing state a benchmark writes to its etcd.
+//! - [`proc_stats`]: what a process uses, read from `/proc` (RSS, CPU, open files).
+//! - [`server_lines`]: confd-compare's job (a server line per routed endpoint, a check,
+//!   a reload), also one of agent-latency's targets.
+
+pub mod agent;
+pub mod proc_stats;
+pub mod seed;
+pub mod server_lines;
 
 use std::path::PathBuf;
 use std::process::Child;
@@ -58,6 +72,39 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The runtime every benchmark runs on: multi-threaded with two workers (the 2-core
+/// machine the numbers in bench/README.md come from), IO and timers enabled.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// A duration in milliseconds, as the tables show them.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Parses `flags` (the command line after the binary's name) into a binary's `Flags`,
+/// after clap's own check of their definitions: what each binary's tests use to check
+/// that the invocations in the scripts and docs still parse.
+pub fn parse_flags<Flags: clap::Parser>(flags: &[&str]) -> Result<Flags, clap::Error> {
+    Flags::command().debug_assert();
+    Flags::try_parse_from(std::iter::once("bench").chain(flags.iter().copied()))
+}
+
+/// The name a flag's value has on the command line (e.g. `haproxy-runtime`), which the
+/// tables show too.
+pub fn flag_value(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .expect("no value is skipped")
+        .get_name()
+        .to_string()
 }
 
 /// The `p` quantile (0–1) of sorted samples, by nearest rank; NaN when there are none.

@@ -15,9 +15,29 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use disco::{Key, Keyspace};
-use disco_bench::{percentile, sibling, store_for, Proc};
+use clap::Parser;
+use disco::Keyspace;
+use disco_bench::seed::Seed;
+use disco_bench::{agent, percentile, store_for, Proc};
 use disco_harness::{Backend, Etcd, Nginx};
+
+/// What the nginx balancer costs in requests per second: wrk through nginx in reload
+/// mode (plain upstreams) and in balancer mode (Lua), alternating, for some rounds.
+/// Prints a markdown table.
+#[derive(Parser, Debug)]
+#[command(
+    name = "nginx-rps",
+    after_help = "Needs wrk (scripts/deps.sh) and a release build: \
+                  cargo build --release -p disco-agent -p disco-bench"
+)]
+struct Args {
+    /// Rounds: each runs wrk against each mode in turn.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    rounds: usize,
+    /// Seconds of each wrk run (`wrk -d<S>s`).
+    #[arg(long, value_name = "S", default_value_t = 5)]
+    seconds: u64,
+}
 
 /// `wrk -t2 -c50 -d<seconds>s url`: its requests per second.
 fn wrk(url: &str, seconds: u64) -> f64 {
@@ -59,28 +79,19 @@ fn lb(dir: &Path, etcd: &Etcd, name: &str, balancer: bool) -> Lb {
         String::new()
     };
     let config = dir.join("agent.toml");
-    std::fs::write(
+    agent::write_config(
         &config,
-        format!(
-            "agent_id = \"{name}\"\ncache_path = \"{d}/cache.json\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"nginx\"\npath = \"{f}\"\nnginx_args = {a:?}\npid_file = \"{p}\"\n{socket}[target.listen]\napp1 = \"{listen}\"\n",
-            d = dir.display(),
-            e = etcd.endpoints(),
+        name,
+        &dir.join("cache.json"),
+        etcd,
+        &format!(
+            "kind = \"nginx\"\npath = \"{f}\"\nnginx_args = {a:?}\npid_file = \"{p}\"\n{socket}[target.listen]\napp1 = \"{listen}\"\n",
             f = fragment.display(),
             a = nginx.nginx_test_args(),
             p = nginx.pid_file().display(),
         ),
-    )
-    .unwrap();
-    let agent = Proc::kill_on_drop(
-        Command::new(sibling("disco-agent"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting disco-agent (cargo build --release -p disco-agent)"),
     );
+    let agent = agent::start(&config, "warn");
     Lb {
         _nginx: nginx,
         _agent: agent,
@@ -93,31 +104,19 @@ async fn run(rounds: usize, seconds: u64) {
     let store = store_for(&etcd);
     let ks = Keyspace::default();
     let backends: Vec<Backend> = (0..3).map(|_| Backend::start("v1")).collect();
-    store
-        .put(
-            &ks.key(&Key::Policy { app: "app1".into() }),
-            r#"{"listen":"127.0.0.1:1"}"#,
-            None,
-        )
-        .await
-        .unwrap();
+    let mut seed = Seed::new(&ks);
+    seed.policy("app1", r#"{"listen":"127.0.0.1:1"}"#);
     for (i, b) in backends.iter().enumerate() {
         let instance = format!("instance{}", i + 1);
-        let key = ks.key(&Key::Endpoint {
-            app: "app1".into(),
-            instance: instance.clone(),
-            version: "v1".into(),
-        });
-        store
-            .put(&key, format!(r#"{{"address":"{}"}}"#, b.addr()), None)
-            .await
-            .unwrap();
-        let route = ks.key(&Key::Route {
-            app: "app1".into(),
-            instance,
-        });
-        store.put(&route, "v1", None).await.unwrap();
+        seed.endpoint(
+            "app1",
+            &instance,
+            "v1",
+            format!(r#"{{"address":"{}"}}"#, b.addr()),
+        )
+        .route("app1", &instance, "v1");
     }
+    seed.write(&store).await;
     let dir = tempfile::tempdir().unwrap();
     disco_harness::nginx::open_to_workers(dir.path());
     let modes = [
@@ -168,25 +167,22 @@ async fn run(rounds: usize, seconds: u64) {
 }
 
 fn main() {
-    let mut rounds = 3;
-    let mut seconds = 5;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut number = |what: &str| -> u64 {
-            args.next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{what} takes a number"))
-        };
-        match a.as_str() {
-            "--rounds" => rounds = number("--rounds") as usize,
-            "--seconds" => seconds = number("--seconds"),
-            _ => panic!("usage: nginx-rps [--rounds N] [--seconds S]"),
-        }
+    let Args { rounds, seconds } = Args::parse();
+    disco_bench::runtime().block_on(run(rounds, seconds));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use disco_bench::parse_flags;
+
+    /// As README.md and bench/README.md call it, and the module's usage line says.
+    #[test]
+    fn the_documented_invocations_parse() {
+        let a: Args = parse_flags(&[]).unwrap();
+        assert_eq!((a.rounds, a.seconds), (3, 5));
+        let a: Args = parse_flags(&["--rounds", "5", "--seconds", "10"]).unwrap();
+        assert_eq!((a.rounds, a.seconds), (5, 10));
+        assert!(parse_flags::<Args>(&["--seconds", "5s"]).is_err());
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run(rounds, seconds));
 }

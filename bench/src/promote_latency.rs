@@ -7,14 +7,58 @@
 //! Usage: promote-latency [--promotions N] [--agents 1,10] [--kind template,haproxy-runtime]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use disco::{Key, Keyspace};
-use disco_bench::{percentile, sibling, store_for, Proc};
+use clap::{Parser, ValueEnum};
+use disco::Keyspace;
+use disco_bench::seed::Seed;
+use disco_bench::{agent, flag_value, percentile, sibling, store_for, Proc};
 use disco_harness::{Etcd, Haproxy};
 
 const SLOTS: usize = 10;
+
+/// Measures `discoctl promote --wait` end to end with 1 and 10 LB agents, over many
+/// promotions. Prints a markdown table.
+#[derive(Parser, Debug)]
+#[command(
+    name = "promote-latency",
+    after_help = "AGENT_LOG sets the agents' RUST_LOG (default warn). \
+                  Needs a release build: cargo build --release -p disco-agent -p discoctl -p disco-bench"
+)]
+struct Args {
+    /// Promotions per run (one slot each; every 10 a switch back to v1).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    promotions: usize,
+    /// The numbers of LB agents, comma-separated: one run each.
+    #[arg(
+        long = "agents",
+        value_name = "N,M",
+        value_delimiter = ',',
+        default_value = "1,10"
+    )]
+    agent_counts: Vec<usize>,
+    /// The agents' targets, comma-separated: one run each (times each --agents).
+    #[arg(long = "kind", value_name = "A,B", value_enum, value_delimiter = ',', default_values_t = [Kind::Template])]
+    kinds: Vec<Kind>,
+}
+
+/// The LB agents' target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Kind {
+    /// A template with a trivial reload (`true`): the numbers are disco's own.
+    Template,
+    /// Each agent with its own HAProxy: every change a reload.
+    Haproxy,
+    /// Each agent with its own HAProxy and its Runtime API socket: no reload.
+    HaproxyRuntime,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&flag_value(self))
+    }
+}
 
 fn discoctl(etcd: &Etcd, args: &[&str]) -> serde_json::Value {
     let out = Command::new(sibling("discoctl"))
@@ -33,17 +77,17 @@ fn discoctl(etcd: &Etcd, args: &[&str]) -> serde_json::Value {
 }
 
 /// The target section of LB agent `i`, and the HAProxy it drives (if any).
-fn target(kind: &str, dir: &Path, i: usize) -> (String, Option<Haproxy>) {
+fn target(kind: Kind, dir: &Path, i: usize) -> (String, Option<Haproxy>) {
     let d = dir.display();
     match kind {
-        "template" => (
+        Kind::Template => (
             format!("kind = \"template\"\npath = \"{d}/lb{i}.out\"\ntemplate = \"{d}/t.j2\"\nreload = [\"true\"]\n"),
             None,
         ),
-        "haproxy" | "haproxy-runtime" => {
+        Kind::Haproxy | Kind::HaproxyRuntime => {
             let fragment = dir.join(format!("lb{i}.cfg"));
             let h = Haproxy::start(&fragment);
-            let runtime = if kind == "haproxy-runtime" {
+            let runtime = if kind == Kind::HaproxyRuntime {
                 format!("runtime_socket = \"{}\"\n", h.stats_socket().display())
             } else {
                 String::new()
@@ -59,46 +103,30 @@ fn target(kind: &str, dir: &Path, i: usize) -> (String, Option<Haproxy>) {
                 Some(h),
             )
         }
-        other => panic!("unknown kind {other}"),
     }
 }
 
 /// Promotions: whole command and waiting for the agents (ms, sorted), and the reloads
 /// of the HAProxy masters during them (None for template targets).
-async fn run(kind: &str, agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64>, Option<u64>) {
+async fn run(kind: Kind, agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64>, Option<u64>) {
     let etcd = Etcd::start();
     let store = store_for(&etcd);
     let ks = Keyspace::default();
-    store
-        .put(
-            &ks.key(&Key::Policy { app: "app1".into() }),
-            r#"{"listen":"127.0.0.1:1"}"#,
-            None,
-        )
-        .await
-        .unwrap();
+    let mut seed = Seed::new(&ks);
+    seed.policy("app1", r#"{"listen":"127.0.0.1:1"}"#);
     for i in 0..SLOTS {
+        let instance = format!("instance{i}");
         for (v, base) in [("v1", 20000), ("v2", 21000)] {
-            let key = ks.key(&Key::Endpoint {
-                app: "app1".into(),
-                instance: format!("instance{i}"),
-                version: v.into(),
-            });
-            store
-                .put(
-                    &key,
-                    format!(r#"{{"address":"127.0.0.1:{}"}}"#, base + i),
-                    None,
-                )
-                .await
-                .unwrap();
+            seed.endpoint(
+                "app1",
+                &instance,
+                v,
+                format!(r#"{{"address":"127.0.0.1:{}"}}"#, base + i),
+            );
         }
-        let route = ks.key(&Key::Route {
-            app: "app1".into(),
-            instance: format!("instance{i}"),
-        });
-        store.put(&route, "v1", None).await.unwrap();
+        seed.route("app1", &instance, "v1");
     }
+    seed.write(&store).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("t.j2"),
@@ -111,28 +139,14 @@ async fn run(kind: &str, agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64
             let (section, haproxy) = target(kind, dir.path(), i);
             haproxies.extend(haproxy);
             let config = dir.path().join(format!("lb{i}.toml"));
-            std::fs::write(
+            agent::write_config(
                 &config,
-                format!(
-                    "agent_id = \"lb{i}\"\ncache_path = \"{d}/lb{i}.json\"\n[etcd]\nendpoints = {e:?}\n[[target]]\n{section}",
-                    d = dir.path().display(),
-                    e = etcd.endpoints()
-                ),
-            )
-            .unwrap();
-            Proc::kill_on_drop(
-                Command::new(sibling("disco-agent"))
-                    .arg("--config")
-                    .arg(&config)
-                    .env(
-                        "RUST_LOG",
-                        std::env::var("AGENT_LOG").unwrap_or_else(|_| "warn".into()),
-                    )
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("starting disco-agent"),
-            )
+                &format!("lb{i}"),
+                &dir.path().join(format!("lb{i}.json")),
+                &etcd,
+                &section,
+            );
+            agent::start(&config, &agent::log_from_env())
         })
         .collect();
     // Every agent live and current before measuring.
@@ -173,49 +187,17 @@ async fn run(kind: &str, agents: usize, promotions: usize) -> (Vec<f64>, Vec<f64
 }
 
 fn main() {
-    let mut promotions = 50;
-    let mut agent_counts = vec![1, 10];
-    let mut kinds = vec!["template".to_string()];
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--promotions" => {
-                promotions = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .expect("--promotions N")
-            }
-            "--agents" => {
-                agent_counts = args
-                    .next()
-                    .expect("--agents 1,10")
-                    .split(',')
-                    .map(|n| n.parse().expect("a number"))
-                    .collect()
-            }
-            "--kind" => {
-                kinds = args
-                    .next()
-                    .expect("--kind template,haproxy,haproxy-runtime")
-                    .split(',')
-                    .map(String::from)
-                    .collect()
-            }
-            _ => panic!(
-                "usage: promote-latency [--promotions N] [--agents 1,10] [--kind template,haproxy,haproxy-runtime]"
-            ),
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let Args {
+        promotions,
+        agent_counts,
+        kinds,
+    } = Args::parse();
+    let runtime = disco_bench::runtime();
     println!("| target | LB agents | promotions | promote --wait, whole command p50 / p90 / p99 (ms) | of which waiting for agents p50 / p99 (ms) | HAProxy reloads during the run (all masters) |");
     println!("|---|---|---|---|---|---|");
     for (kind, agents) in kinds
         .iter()
-        .flat_map(|k| agent_counts.iter().map(move |a| (k, *a)))
+        .flat_map(|k| agent_counts.iter().map(move |a| (*k, *a)))
     {
         let (total, waited, reloaded) = runtime.block_on(run(kind, agents, promotions));
         let wait = if waited.is_empty() {
@@ -235,5 +217,46 @@ fn main() {
             percentile(&total, 0.99),
             reloaded.map_or_else(|| "-".to_string(), |n| n.to_string()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, Kind};
+    use disco_bench::parse_flags;
+
+    /// Without flags, and as bench/run.sh and bench/README.md call it.
+    #[test]
+    fn the_documented_invocations_parse() {
+        let a: Args = parse_flags(&[]).unwrap();
+        assert_eq!(a.promotions, 50);
+        assert_eq!(a.agent_counts, [1, 10]);
+        assert_eq!(a.kinds, [Kind::Template]);
+        let a: Args =
+            parse_flags(&["--agents", "10", "--kind", "haproxy,haproxy-runtime"]).unwrap();
+        assert_eq!(a.agent_counts, [10]);
+        assert_eq!(a.kinds, [Kind::Haproxy, Kind::HaproxyRuntime]);
+        let a: Args = parse_flags(&["--promotions", "50", "--agents", "1,10"]).unwrap();
+        assert_eq!(a.agent_counts, [1, 10]);
+        let all = "template,haproxy,haproxy-runtime";
+        let a: Args =
+            parse_flags(&["--agents", "10", "--kind", all, "--promotions", "100"]).unwrap();
+        assert_eq!(
+            (a.kinds.as_slice(), a.promotions),
+            (
+                [Kind::Template, Kind::Haproxy, Kind::HaproxyRuntime].as_slice(),
+                100
+            )
+        );
+        let two = "template,haproxy-runtime";
+        let a: Args =
+            parse_flags(&["--agents", "10", "--kind", two, "--promotions", "300"]).unwrap();
+        assert_eq!(a.kinds, [Kind::Template, Kind::HaproxyRuntime]);
+    }
+
+    #[test]
+    fn wrong_values_are_refused() {
+        assert!(parse_flags::<Args>(&["--kind", "nginx"]).is_err());
+        assert!(parse_flags::<Args>(&["--agents", "1,x"]).is_err());
     }
 }

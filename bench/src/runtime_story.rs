@@ -20,11 +20,36 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use disco::model::AgentStatus;
 use disco::store::{Store, Txn, TxnOp, WatchSettings, WatchUpdate};
 use disco::{Key, Keyspace};
-use disco_bench::{only_target, sibling, store_for, Proc, StatusLog};
+use disco_bench::{agent, only_target, sibling, store_for, Proc, StatusLog};
 use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport, Nginx};
+
+/// The reload-free story: every routing change of an operator's or an instance's day,
+/// made once through one proxy under load, each timed until applied and reported as
+/// applied by `runtime` or `reload`. Exits 1 on a reload, a worker change or a failed or
+/// retried request.
+#[derive(Parser, Debug)]
+#[command(
+    name = "runtime-story",
+    after_help = "Run through a release build: cargo build --release -p disco-agent -p disco-bench"
+)]
+struct Args {
+    /// The proxy the story runs through.
+    #[arg(long, value_enum, default_value_t = ProxyKind::Haproxy)]
+    proxy: ProxyKind,
+}
+
+/// Which proxy, as `--proxy` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProxyKind {
+    /// HAProxy with `runtime_socket`.
+    Haproxy,
+    /// nginx with `balancer_socket`.
+    Nginx,
+}
 
 /// Bound on waiting for any one apply.
 const WAIT: Duration = Duration::from_secs(60);
@@ -208,14 +233,13 @@ enum Proxy {
 }
 
 impl Proxy {
-    fn start(kind: &str, dir: &Path) -> Proxy {
+    fn start(kind: ProxyKind, dir: &Path) -> Proxy {
         match kind {
-            "haproxy" => Proxy::Haproxy(Haproxy::start(&dir.join("disco.cfg"))),
-            "nginx" => {
+            ProxyKind::Haproxy => Proxy::Haproxy(Haproxy::start(&dir.join("disco.cfg"))),
+            ProxyKind::Nginx => {
                 disco_harness::nginx::open_to_workers(dir);
                 Proxy::Nginx(Nginx::start(&dir.join("disco.conf")))
             }
-            other => panic!("--proxy haproxy|nginx, not {other}"),
         }
     }
 
@@ -315,7 +339,7 @@ impl Drop for Wrk {
     }
 }
 
-async fn run(kind: &str) -> bool {
+async fn run(kind: ProxyKind) -> bool {
     let etcd = Etcd::start();
     let store = store_for(&etcd);
     let ks = Keyspace::default();
@@ -348,27 +372,14 @@ async fn run(kind: &str) -> bool {
 
     let proxy = Proxy::start(kind, dir.path());
     let config = dir.path().join("lb1.toml");
-    std::fs::write(
+    agent::write_config(
         &config,
-        format!(
-            "agent_id = \"lb1\"\ncache_path = \"{d}/lb1.snapshot.json\"\n[etcd]\nendpoints = {e:?}\n[[target]]\n{t}",
-            d = dir.path().display(),
-            e = etcd.endpoints(),
-            t = proxy.target(dir.path()),
-        ),
-    )
-    .unwrap();
-    let _agent = Proc::kill_on_drop(
-        Command::new(sibling("disco-agent"))
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting disco-agent (cargo build --release -p disco-agent)"),
+        "lb1",
+        &dir.path().join("lb1.snapshot.json"),
+        &etcd,
+        &proxy.target(dir.path()),
     );
+    let _agent = agent::start(&config, "warn");
     let status_key = ks.key(&Key::Agent { id: "lb1".into() });
     let mut log = StatusLog::start(&store, &status_key, 1);
     let (_, first) = log.until(seeded, WAIT).await;
@@ -673,24 +684,30 @@ async fn run(kind: &str) -> bool {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let kind = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        [] => "haproxy",
-        ["--proxy", kind] if kind == "haproxy" || kind == "nginx" => kind,
-        _ => {
-            println!("usage: runtime-story [--proxy haproxy|nginx]");
-            return;
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    if !runtime.block_on(run(kind)) {
+    let Args { proxy } = Args::parse();
+    if !disco_bench::runtime().block_on(run(proxy)) {
         eprintln!(
             "runtime-story: reloads, worker changes or failed/retried requests (see the totals)"
         );
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Args, ProxyKind};
+    use disco_bench::parse_flags;
+
+    fn proxy(flags: &[&str]) -> ProxyKind {
+        parse_flags::<Args>(flags).unwrap().proxy
+    }
+
+    /// As bench/run.sh and bench/README.md call it.
+    #[test]
+    fn the_documented_invocations_parse() {
+        assert_eq!(proxy(&[]), ProxyKind::Haproxy);
+        assert_eq!(proxy(&["--proxy", "haproxy"]), ProxyKind::Haproxy);
+        assert_eq!(proxy(&["--proxy", "nginx"]), ProxyKind::Nginx);
+        assert!(parse_flags::<Args>(&["--proxy", "envoy"]).is_err());
     }
 }

@@ -8,26 +8,39 @@
 //! Run through a release build: cargo build --release -p disco-agent -p disco-bench
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use disco::{Key, Keyspace};
-use disco_bench::{sibling, store_for, Proc};
+use disco_bench::proc_stats::{open_fds, rss_kib};
+use disco_bench::seed::Seed;
+use disco_bench::{agent, store_for, Proc};
 use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions};
 
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+/// A soak run (not CI): HAProxy driven by disco-agent under live traffic, a routing
+/// change every --change-every-ms and an agent SIGKILL + restart every
+/// --restart-every-s. Prints the agent's RSS, open files, temp files and the requests of
+/// each minute.
+#[derive(Parser, Debug)]
+#[command(
+    name = "soak",
+    after_help = "Run through a release build: cargo build --release -p disco-agent -p disco-bench"
+)]
+struct Args {
+    /// How long the run lasts, in minutes.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    minutes: u64,
+    /// Milliseconds between routing changes.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    change_every_ms: u64,
+    /// Seconds between SIGKILLs (and restarts) of the agent.
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    restart_every_s: u64,
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+fn rss_mib(pid: u32) -> f64 {
+    rss_kib(pid).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 fn temp_files(dir: &Path) -> usize {
@@ -39,29 +52,9 @@ fn temp_files(dir: &Path) -> usize {
     })
 }
 
+/// The agent, its stderr closed (it is killed over and over).
 fn start_agent(config: &Path) -> Proc {
-    Proc::kill_on_drop(
-        Command::new(sibling("disco-agent"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting disco-agent (cargo build --release -p disco-agent)"),
-    )
-}
-
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
+    agent::spawn(agent::command(config, "warn").stderr(Stdio::null()))
 }
 
 async fn run(minutes: u64, change_every: Duration, restart_every: Duration) {
@@ -73,50 +66,34 @@ async fn run(minutes: u64, change_every: Duration, restart_every: Duration) {
     let backends: Vec<Backend> = (0..6)
         .map(|i| Backend::start(if i % 2 == 0 { "v1" } else { "v2" }))
         .collect();
-    store
-        .put(
-            &ks.key(&Key::Policy { app: "app1".into() }),
-            format!(r#"{{"listen":"{listen}"}}"#),
-            None,
-        )
-        .await
-        .unwrap();
+    let mut seed = Seed::new(&ks);
+    seed.policy("app1", format!(r#"{{"listen":"{listen}"}}"#));
     for (i, b) in backends.iter().enumerate() {
         let instance = format!("instance{}", i / 2 + 1);
-        let key = ks.key(&Key::Endpoint {
-            app: "app1".into(),
-            instance: instance.clone(),
-            version: b.version().into(),
-        });
-        store
-            .put(
-                &key,
-                format!(r#"{{"address":"{}","health_path":"/healthz"}}"#, b.addr()),
-                None,
-            )
-            .await
-            .unwrap();
-        let route = ks.key(&Key::Route {
-            app: "app1".into(),
-            instance,
-        });
-        store.put(&route, "v1", None).await.unwrap();
+        seed.endpoint(
+            "app1",
+            &instance,
+            b.version(),
+            format!(r#"{{"address":"{}","health_path":"/healthz"}}"#, b.addr()),
+        )
+        .route("app1", &instance, "v1");
     }
+    seed.write(&store).await;
     let fragment = dir.path().join("disco.cfg");
     let haproxy = Haproxy::start(&fragment);
     let config = dir.path().join("agent.toml");
-    std::fs::write(
+    agent::write_config(
         &config,
-        format!(
-            "agent_id = \"soak\"\ncache_path = \"{d}/soak.snapshot.json\"\n[etcd]\nendpoints = {e:?}\n[[target]]\nkind = \"haproxy\"\npath = \"{f}\"\nhaproxy_config = \"{c}\"\nmaster_socket = \"{m}\"\n",
-            d = dir.path().display(),
-            e = etcd.endpoints(),
+        "soak",
+        &dir.path().join("soak.snapshot.json"),
+        &etcd,
+        &format!(
+            "kind = \"haproxy\"\npath = \"{f}\"\nhaproxy_config = \"{c}\"\nmaster_socket = \"{m}\"\n",
             f = fragment.display(),
             c = haproxy.main_config().display(),
             m = haproxy.master_socket().display(),
         ),
-    )
-    .unwrap();
+    );
     let mut agent = start_agent(&config);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let load = Load::start(
@@ -177,18 +154,43 @@ async fn run(minutes: u64, change_every: Duration, restart_every: Duration) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: soak [--minutes 30] [--change-every-ms 250] [--restart-every-s 300]");
-        return;
-    }
-    let minutes = arg(&args, "--minutes", 30);
-    let change_every = Duration::from_millis(arg(&args, "--change-every-ms", 250));
-    let restart_every = Duration::from_secs(arg(&args, "--restart-every-s", 300));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+    let args = Args::parse();
+    disco_bench::runtime().block_on(run(
+        args.minutes,
+        Duration::from_millis(args.change_every_ms),
+        Duration::from_secs(args.restart_every_s),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use disco_bench::parse_flags;
+
+    /// The defaults, and the flags as bench/README.md and the module's usage line give them.
+    #[test]
+    fn the_documented_invocations_parse() {
+        let given: Args = parse_flags(&[
+            "--minutes",
+            "30",
+            "--change-every-ms",
+            "100",
+            "--restart-every-s",
+            "60",
+        ])
         .unwrap();
-    runtime.block_on(run(minutes, change_every, restart_every));
+        assert_eq!(
+            (given.minutes, given.change_every_ms, given.restart_every_s),
+            (30, 100, 60)
+        );
+        let defaults: Args = parse_flags(&[]).unwrap();
+        assert_eq!(
+            (
+                defaults.minutes,
+                defaults.change_every_ms,
+                defaults.restart_every_s
+            ),
+            (30, 250, 300)
+        );
+    }
 }
