@@ -400,8 +400,24 @@ async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() 
     let paused = ok_json(&etcd, &["pause", "app1", "--reason", "lunch"]);
     assert_eq!(paused["state"], "paused", "{paused}");
     canary.wait_event("paused", MINUTE, |e| e["reason"] == "lunch");
-    // Paused for longer than an interval: the step does not advance.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Paused for longer than an interval (3 s): the runner's own progress events, one
+    // every 5 s, show it paused, its clock stopped, and the step not advanced.
+    let paused_observations = |events: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        let since = events.iter().position(|e| e["event"] == "paused").unwrap();
+        events[since..]
+            .iter()
+            .filter(|e| e["event"] == "observation" && e["paused"] == true)
+            .cloned()
+            .collect()
+    };
+    let observations = disco_harness::wait_for("two observations while paused", MINUTE, || {
+        let seen = paused_observations(&canary.events());
+        (seen.len() >= 2).then_some(seen)
+    });
+    assert_eq!(
+        observations[0]["remaining_ms"], observations[1]["remaining_ms"],
+        "{observations:#?}"
+    );
     assert!(canary.running());
     let record = rollout(&store, "app1").await.unwrap();
     assert_eq!(
@@ -423,7 +439,6 @@ async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() 
 
     // --confirm: the final step waits for `resume`.
     canary.wait_event("awaiting_confirmation", MINUTE, |_| true);
-    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(canary.running());
     assert_eq!(on_v2(&store).await, 1);
     let record = rollout(&store, "app1").await.unwrap();
@@ -444,6 +459,25 @@ async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() 
     assert_eq!(
         events.iter().filter(|e| e["event"] == "no_data").count(),
         2,
+        "{events:#?}"
+    );
+    // The final step was applied only after the confirmation was taken.
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        events
+            .iter()
+            .position(|e| pred(e))
+            .unwrap_or_else(|| panic!("{events:#?}"))
+    };
+    let awaiting = at(&|e| e["event"] == "awaiting_confirmation");
+    let confirmed = awaiting
+        + 1
+        + events[awaiting + 1..]
+            .iter()
+            .position(|e| e["event"] == "resumed")
+            .unwrap_or_else(|| panic!("{events:#?}"));
+    let final_step = at(&|e| e["event"] == "applied" && e["step"] == 2);
+    assert!(
+        awaiting < confirmed && confirmed < final_step,
         "{events:#?}"
     );
     assert_eq!(on_v2(&store).await, 3);
