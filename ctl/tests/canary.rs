@@ -465,7 +465,7 @@ async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() 
     let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
         events
             .iter()
-            .position(|e| pred(e))
+            .position(pred)
             .unwrap_or_else(|| panic!("{events:#?}"))
     };
     let awaiting = at(&|e| e["event"] == "awaiting_confirmation");
