@@ -93,14 +93,7 @@ async fn registrations_expiring_at_once_keep_the_app_serving() {
             .toml(),
     );
     applied(&store, &lb, apps_revision(&store).await).await;
-    let load = Load::start(
-        &format!("http://{listen}/"),
-        LoadOptions {
-            connections: 4,
-            keep_alive: true,
-            headers: vec![],
-        },
-    );
+    let load = Load::start(&format!("http://{listen}/"), LoadOptions::default());
     load.wait_for_ok(300);
 
     // The app hosts lose etcd; their leases expire; the LB agent still sees etcd.

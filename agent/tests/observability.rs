@@ -404,14 +404,7 @@ async fn published_stats_by_version(kind: &str) {
     let agent = Agent::start(dir.path(), "lb1", &config.toml());
     applied(&store, &agent, rev).await;
 
-    let load = Load::start(
-        &format!("http://{listen}/"),
-        LoadOptions {
-            connections: 4,
-            keep_alive: true,
-            headers: vec![],
-        },
-    );
+    let load = Load::start(&format!("http://{listen}/"), LoadOptions::default());
     // Until the published totals hold enough of both versions.
     let ks = Keyspace::default();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -254,14 +254,7 @@ async fn nginx_zero_drop_over_30_routing_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_killed_mid_run_traffic_keeps_flowing() {
     let mut w = world("haproxy").await;
-    let load = Load::start(
-        &w.url,
-        LoadOptions {
-            connections: 4,
-            keep_alive: true,
-            headers: vec![],
-        },
-    );
+    let load = Load::start(&w.url, LoadOptions::default());
     load.wait_for_ok(100);
     w._etcd.kill(0);
     let during = load.snapshot();

@@ -186,14 +186,7 @@ async fn a_failing_backend_is_withdrawn_after_fall_and_back_after_rise() {
             .toml(),
     );
     applied(&store, &lb, apps_revision(&store).await).await;
-    let load = Load::start(
-        &format!("http://{listen}/"),
-        LoadOptions {
-            connections: 4,
-            keep_alive: true,
-            headers: vec![],
-        },
-    );
+    let load = Load::start(&format!("http://{listen}/"), LoadOptions::default());
     load.wait_for_ok(300);
     assert!(backends[0].requests() > 0 && backends[1].requests() > 0);
 

@@ -96,14 +96,7 @@ async fn run(minutes: u64, change_every: Duration, restart_every: Duration) {
     );
     let mut agent = start_agent(&config);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let load = Load::start(
-        &format!("http://{listen}/"),
-        LoadOptions {
-            connections: 4,
-            keep_alive: true,
-            headers: vec![],
-        },
-    );
+    let load = Load::start(&format!("http://{listen}/"), LoadOptions::default());
     println!("| minute | agent RSS (MiB) | open fds | temp files | changes | restarts | requests ok | failed |");
     println!("|---|---|---|---|---|---|---|---|");
     let started = Instant::now();
