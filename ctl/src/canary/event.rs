@@ -236,7 +236,16 @@ pub struct Line<'a> {
     pub event: &'a Event,
 }
 
-impl Line<'_> {
+impl<'a> Line<'a> {
+    /// `event` of `app`, now.
+    pub fn now(app: &'a str, event: &'a Event) -> Line<'a> {
+        Line {
+            app,
+            at: disco::model::now_rfc3339(),
+            event,
+        }
+    }
+
     /// The JSON object, on one line, keys in alphabetical order.
     pub fn json(&self) -> String {
         // Through `Value`, whose map is ordered by key: the order the events have

@@ -40,11 +40,7 @@ impl Events {
 
     /// Prints `event`: its JSON line with `-o json`, else its text line.
     pub fn emit(&mut self, event: Event) {
-        let line = Line {
-            app: &self.app,
-            at: disco::model::now_rfc3339(),
-            event: &event,
-        };
+        let line = Line::now(&self.app, &event);
         let mut out = std::io::stdout().lock();
         match self.output {
             Output::Json => {
@@ -74,11 +70,7 @@ impl Events {
         }
         match (self.output, self.tty) {
             (Output::Table, true) => {
-                let line = Line {
-                    app: &self.app,
-                    at: disco::model::now_rfc3339(),
-                    event: &event,
-                };
+                let line = Line::now(&self.app, &event);
                 let mut out = std::io::stdout().lock();
                 let _ = write!(out, "\r\x1b[2K{line}");
                 let _ = out.flush();
