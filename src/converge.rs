@@ -74,6 +74,13 @@ impl Waited {
     pub fn live_converged(&self) -> bool {
         self.lagging.iter().all(|l| l.vanished)
     }
+
+    /// The lagging agents for a message, one after the other: `lb1 (applied revision
+    /// 41, no error reported); lb2 (...)`.
+    pub fn lagging_list(&self) -> String {
+        let lagging: Vec<String> = self.lagging.iter().map(ToString::to_string).collect();
+        lagging.join("; ")
+    }
 }
 
 /// LB agents seen during a wait: id → the highest revision each reported applied.
@@ -279,5 +286,29 @@ mod tests {
             wait_ms: 1,
         };
         assert!(!waited.converged() && waited.live_converged());
+    }
+
+    #[test]
+    fn lagging_agents_are_listed_in_one_line() {
+        let lagging = |id: &str, applied_revision| Lagging {
+            id: id.into(),
+            applied_revision,
+            last_error: None,
+            vanished: false,
+        };
+        let waited = Waited {
+            agents: vec!["lb1".into(), "lb2".into()],
+            lagging: vec![lagging("lb1", 40), lagging("lb2", 41)],
+            wait_ms: 30_000,
+        };
+        assert_eq!(
+            waited.lagging_list(),
+            "lb1 (applied revision 40, no error reported); lb2 (applied revision 41, no error reported)"
+        );
+        let none = Waited {
+            lagging: Vec::new(),
+            ..waited
+        };
+        assert_eq!(none.lagging_list(), "");
     }
 }

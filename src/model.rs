@@ -329,7 +329,7 @@ pub struct HistoryRecord {
     /// Who: `user@host`, or `--actor`.
     pub actor: String,
     /// The verb: `route set`, `promote`, `rollback`, `switch`, ...
-    pub action: String,
+    pub action: HistoryAction,
     /// Slot → version before the change.
     #[serde(default)]
     pub from: BTreeMap<String, String>,
@@ -347,6 +347,104 @@ pub struct HistoryRecord {
     /// the record back tells whether this very change was committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+}
+
+impl HistoryRecord {
+    /// The audit record of a change about to be committed, dated now: `seq` and `id`
+    /// are set when it is added to the transaction ([`crate::change::ChangeSet::record`]).
+    pub fn new(
+        actor: &str,
+        action: HistoryAction,
+        from: BTreeMap<String, String>,
+        to: BTreeMap<String, String>,
+        policy: Option<PolicyChange>,
+        reason: Option<String>,
+    ) -> HistoryRecord {
+        HistoryRecord {
+            seq: 0,
+            at: now_rfc3339(),
+            actor: actor.to_string(),
+            action,
+            from,
+            to,
+            reason,
+            policy,
+            id: None,
+        }
+    }
+}
+
+/// An audit record's verb, stored as its name (`"route set"`, `"promote"`, ...). A
+/// name this version does not know (written by a newer discoctl, or by hand) is kept as
+/// [`HistoryAction::Other`], so that every stored record still reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "String")]
+pub enum HistoryAction {
+    /// `discoctl route set`.
+    RouteSet,
+    /// `discoctl promote`.
+    Promote,
+    /// `discoctl switch`.
+    Switch,
+    /// `discoctl rollback`, and a canary's automatic rollback.
+    Rollback,
+    /// `discoctl dark`.
+    Dark,
+    /// `discoctl weight`.
+    Weight,
+    /// A step of `discoctl canary`.
+    Canary,
+    /// Any other name, as stored.
+    Other(String),
+}
+
+impl HistoryAction {
+    /// The name stored in the record.
+    pub fn as_str(&self) -> &str {
+        match self {
+            HistoryAction::RouteSet => "route set",
+            HistoryAction::Promote => "promote",
+            HistoryAction::Switch => "switch",
+            HistoryAction::Rollback => "rollback",
+            HistoryAction::Dark => "dark",
+            HistoryAction::Weight => "weight",
+            HistoryAction::Canary => "canary",
+            HistoryAction::Other(name) => name,
+        }
+    }
+}
+
+impl From<&str> for HistoryAction {
+    fn from(name: &str) -> HistoryAction {
+        match name {
+            "route set" => HistoryAction::RouteSet,
+            "promote" => HistoryAction::Promote,
+            "switch" => HistoryAction::Switch,
+            "rollback" => HistoryAction::Rollback,
+            "dark" => HistoryAction::Dark,
+            "weight" => HistoryAction::Weight,
+            "canary" => HistoryAction::Canary,
+            other => HistoryAction::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for HistoryAction {
+    fn from(name: String) -> HistoryAction {
+        HistoryAction::from(name.as_str())
+    }
+}
+
+impl Serialize for HistoryAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for HistoryAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A policy change in an audit record.
@@ -418,5 +516,51 @@ mod tests {
         let mut heavy = p;
         heavy.weights.insert("v3".into(), 96);
         assert!(heavy.validate().is_err());
+    }
+
+    #[test]
+    fn history_record_new_dates_the_record_and_leaves_seq_and_id_to_the_commit() {
+        let from = BTreeMap::from([("instance1".to_string(), "v1".to_string())]);
+        let to = BTreeMap::from([("instance1".to_string(), "v2".to_string())]);
+        let r = HistoryRecord::new(
+            "ann@ops",
+            HistoryAction::Promote,
+            from.clone(),
+            to.clone(),
+            None,
+            Some("why".into()),
+        );
+        assert_eq!((r.seq, r.id.as_deref()), (0, None));
+        assert_eq!((r.actor.as_str(), &r.from, &r.to), ("ann@ops", &from, &to));
+        assert_eq!(r.reason.as_deref(), Some("why"));
+        assert!(humantime::parse_rfc3339(&r.at).is_ok(), "{}", r.at);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["action"], "promote");
+        assert_eq!(serde_json::from_value::<HistoryRecord>(json).unwrap(), r);
+    }
+
+    #[test]
+    fn history_actions_are_stored_by_name_and_unknown_names_still_read() {
+        for (action, name) in [
+            (HistoryAction::RouteSet, "route set"),
+            (HistoryAction::Promote, "promote"),
+            (HistoryAction::Switch, "switch"),
+            (HistoryAction::Rollback, "rollback"),
+            (HistoryAction::Dark, "dark"),
+            (HistoryAction::Weight, "weight"),
+            (HistoryAction::Canary, "canary"),
+        ] {
+            assert_eq!(serde_json::to_value(&action).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<HistoryAction>(name.into()).unwrap(),
+                action
+            );
+            assert_eq!(action.to_string(), name);
+        }
+        let stored =
+            r#"{"seq":3,"at":"2024-01-01T00:00:00.000Z","actor":"x@y","action":"migrate"}"#;
+        let r: HistoryRecord = serde_json::from_str(stored).unwrap();
+        assert_eq!(r.action, HistoryAction::Other("migrate".into()));
+        assert_eq!(serde_json::to_value(&r).unwrap()["action"], "migrate");
     }
 }

@@ -466,17 +466,9 @@ mod tests {
                 .map(|(i, v)| (i.to_string(), v.to_string()))
                 .collect()
         };
-        HistoryRecord {
-            seq,
-            at: "2024-01-01T00:00:00.000Z".into(),
-            actor: "t@h".into(),
-            action: action.into(),
-            from: map(from),
-            to: map(to),
-            reason: None,
-            policy: None,
-            id: None,
-        }
+        let mut record = HistoryRecord::new("t@h", action.into(), map(from), map(to), None, None);
+        record.seq = seq;
+        record
     }
 
     /// Applies a plan to the app and returns the matching history record.

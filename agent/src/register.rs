@@ -252,7 +252,7 @@ async fn drain(
                 "every live LB agent applied the withdrawal"
             ),
             Ok(waited) => tracing::warn!(
-                lagging = %waited.lagging.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("; "),
+                lagging = %waited.lagging_list(),
                 "drain timed out; exiting anyway"
             ),
             Err(e) => tracing::warn!(error = %e, "drain incomplete: cannot read the agents"),

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::Args;
 use disco::change::{ChangeSet, CommitError};
-use disco::model::{now_rfc3339, HistoryRecord, Policy, PolicyChange};
+use disco::model::{HistoryAction, HistoryRecord, Policy, PolicyChange};
 use disco::plan::{natural_cmp, Plan};
 use disco::Key;
 use serde_json::{json, Map, Value};
@@ -52,18 +52,18 @@ pub struct WriteOpts {
 }
 
 /// A change about to be committed: what `history` and the report call it.
-pub struct Change<'a> {
+pub struct Change {
     /// The audit record's action: `promote`, `switch`, `rollback`, `dark`, `weight`.
-    action: &'a str,
+    action: HistoryAction,
     /// What the table report's summary line says, e.g. `promote v2`.
     label: String,
     /// Fields of the JSON report.
     fields: Map<String, Value>,
 }
 
-impl<'a> Change<'a> {
+impl Change {
     /// A change recorded as `action`, summarised as `label`.
-    pub fn new(action: &'a str, label: String) -> Self {
+    pub fn new(action: HistoryAction, label: String) -> Self {
         Change {
             action,
             label,
@@ -82,7 +82,7 @@ impl<'a> Change<'a> {
 pub async fn routes(
     ctx: &Ctx,
     state: &AppState,
-    change: Change<'_>,
+    change: Change,
     plan: &Plan,
     opts: &WriteOpts,
 ) -> Result {
@@ -102,20 +102,15 @@ pub async fn routes(
     }
     let mut set = ChangeSet::default();
     guard_routes(ctx, state, &mut set);
-    for flip in &plan.flips {
-        set.put(&state.route_key(ctx, &flip.instance), flip.to.as_str());
-    }
-    let record = HistoryRecord {
-        seq: 0,
-        at: now_rfc3339(),
-        actor: ctx.actor.clone(),
-        action: change.action.into(),
-        from: plan.from_map(),
-        to: plan.to_map(),
-        reason: opts.reason.clone(),
-        policy: None,
-        id: None,
-    };
+    put_flips(ctx, state, &mut set, plan);
+    let record = HistoryRecord::new(
+        &ctx.actor,
+        change.action.clone(),
+        plan.from_map(),
+        plan.to_map(),
+        None,
+        opts.reason.clone(),
+    );
     let summary = format!(
         "{}: {}: {} of {} slots changed",
         state.name,
@@ -131,7 +126,7 @@ pub async fn routes(
 pub async fn policy(
     ctx: &Ctx,
     state: &AppState,
-    change: Change<'_>,
+    change: Change,
     before: Option<Policy>,
     after: Policy,
     also_routes: bool,
@@ -143,11 +138,8 @@ pub async fn policy(
     if before.as_ref().unwrap_or(&Policy::default()) == &after {
         return nothing_to_do(ctx, state, change);
     }
-    let key = ctx.keyspace.key(&Key::Policy {
-        app: state.name.clone(),
-    });
     let mut set = ChangeSet::default();
-    set.expect(&key, state.policy.as_ref());
+    let key = guard_policy(ctx, state, &mut set);
     if also_routes {
         guard_routes(ctx, state, &mut set);
     }
@@ -157,20 +149,17 @@ pub async fn policy(
         state.name,
         crate::describe::policy_change(before.as_ref(), Some(&after))
     );
-    let record = HistoryRecord {
-        seq: 0,
-        at: now_rfc3339(),
-        actor: ctx.actor.clone(),
-        action: change.action.into(),
-        from: Default::default(),
-        to: Default::default(),
-        reason: opts.reason.clone(),
-        policy: Some(PolicyChange {
+    let record = HistoryRecord::new(
+        &ctx.actor,
+        change.action.clone(),
+        Default::default(),
+        Default::default(),
+        Some(PolicyChange {
             from: before,
             to: Some(after),
         }),
-        id: None,
-    };
+        opts.reason.clone(),
+    );
     commit_and_wait(ctx, state, set, record, change, summary, opts).await
 }
 
@@ -182,12 +171,28 @@ pub fn guard_routes(ctx: &Ctx, state: &AppState, set: &mut ChangeSet) {
     set.expect_prefix_unchanged_since(&ctx.keyspace.routes(&state.name), state.revision);
 }
 
+/// Requires the app's policy key to be as read (absent if it was); returns the key.
+pub fn guard_policy(ctx: &Ctx, state: &AppState, set: &mut ChangeSet) -> String {
+    let key = ctx.keyspace.key(&Key::Policy {
+        app: state.name.clone(),
+    });
+    set.expect(&key, state.policy.as_ref());
+    key
+}
+
+/// Writes `plan`'s slot flips: each slot's route key gets its new version.
+pub fn put_flips(ctx: &Ctx, state: &AppState, set: &mut ChangeSet, plan: &Plan) {
+    for flip in &plan.flips {
+        set.put(&state.route_key(ctx, &flip.instance), flip.to.as_str());
+    }
+}
+
 async fn commit_and_wait(
     ctx: &Ctx,
     state: &AppState,
     mut set: ChangeSet,
     record: HistoryRecord,
-    change: Change<'_>,
+    change: Change,
     summary: String,
     opts: &WriteOpts,
 ) -> Result {
@@ -237,11 +242,10 @@ async fn commit_and_wait(
     report.waited = Some(waited.clone());
     report.print(ctx.output);
     if !waited.converged() {
-        let lagging: Vec<String> = waited.lagging.iter().map(ToString::to_string).collect();
         if opts.allow_vanished && waited.live_converged() {
             eprintln!(
                 "note: not confirmed by LB agents that vanished during the wait (--allow-vanished): {}",
-                lagging.join("; ")
+                waited.lagging_list()
             );
             return Ok(());
         }
@@ -258,7 +262,7 @@ async fn commit_and_wait(
             "committed at revision {revision}, but not confirmed by {} LB agent{}{timed_out}: {}",
             waited.lagging.len(),
             if waited.lagging.len() == 1 { "" } else { "s" },
-            lagging.join("; ")
+            waited.lagging_list()
         )));
     }
     if waited.agents.is_empty() {
@@ -270,7 +274,7 @@ async fn commit_and_wait(
     Ok(())
 }
 
-fn nothing_to_do(ctx: &Ctx, state: &AppState, change: Change<'_>) -> Result {
+fn nothing_to_do(ctx: &Ctx, state: &AppState, change: Change) -> Result {
     let summary = format!(
         "{}: {}: nothing to change; nothing written",
         state.name, change.label
@@ -290,7 +294,7 @@ fn nothing_to_do(ctx: &Ctx, state: &AppState, change: Change<'_>) -> Result {
 /// What a write command prints.
 struct Report<'a> {
     app: &'a str,
-    change: Change<'a>,
+    change: Change,
     /// False when there was nothing to write.
     changed: bool,
     /// The commit's revision; the read revision when nothing was written.

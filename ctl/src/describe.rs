@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use disco::model::{Dark, Match, Policy};
 use disco::plan::natural_cmp;
+use disco::rollout::StepChange;
 
 /// `header X-Canary=1`, `cookie canary=1`, `cidr 10.0.0.0/8`.
 pub fn matcher(m: &Match) -> String {
@@ -82,6 +83,26 @@ pub fn policy_change(from: Option<&Policy>, to: Option<&Policy>) -> String {
     }
     if parts.is_empty() {
         "policy unchanged".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// A canary step's or rollback's change (`policy` before it): `instance1 v1->v2;
+/// weights none -> v2=5%`, or `nothing to change`.
+pub fn step_change(change: &StepChange, before: Option<&Policy>) -> String {
+    let mut parts = Vec::new();
+    if !change.plan.is_empty() {
+        parts.push(routes_change(
+            &change.plan.from_map(),
+            &change.plan.to_map(),
+        ));
+    }
+    if let Some(after) = &change.policy {
+        parts.push(policy_change(before, Some(after)));
+    }
+    if parts.is_empty() {
+        "nothing to change".into()
     } else {
         parts.join("; ")
     }

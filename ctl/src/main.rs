@@ -2,14 +2,12 @@
 #![forbid(unsafe_code)]
 
 mod app_state;
+mod canary;
 mod cmd;
 mod commit;
 mod context;
 mod describe;
-mod events;
 mod exit;
-mod lock;
-mod runner;
 mod table;
 
 use clap::{Parser, Subcommand};

@@ -4,23 +4,18 @@
 //! and the stable versions; a failed step rolls everything back to the state before
 //! the canary (exit 6). `--resume` takes over a canary whose discoctl died.
 //!
-//! The run itself is in `crate::runner`; the steps, the record and the analysis are
-//! `disco::rollout`.
+//! This is the command line; the canary itself is `crate::canary`, its steps, record
+//! and analysis `disco::rollout`.
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use disco::model::{now_rfc3339, Match};
-use disco::rollout::{
-    parse_steps, preflight, Analysis, OnNoData, Original, Rollout, RolloutState, Step,
-};
-use serde_json::json;
+use disco::model::Match;
+use disco::rollout::{parse_steps, Analysis, OnNoData, Step};
 
+use crate::canary::{self, Settings};
 use crate::context::Ctx;
-use crate::exit::{self, Failure, Result};
-use crate::lock::Lock;
-use crate::runner::{read_record, Runner};
+use crate::exit::{self, Result};
 
 /// `--on-no-data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,7 +132,14 @@ pub async fn run(ctx: &Ctx, args: CanaryArgs) -> Result {
         return Err(exit::usage("--lock-ttl must be at least 2s"));
     }
     if args.resume {
-        return resume(ctx, args).await;
+        return canary::take_over(
+            ctx,
+            &args.app,
+            args.version.as_deref(),
+            args.lock_ttl,
+            args.timeout,
+        )
+        .await;
     }
     let version = args.version.clone().expect("clap requires VERSION");
     let matches: Vec<Match> =
@@ -150,21 +152,13 @@ pub async fn run(ctx: &Ctx, args: CanaryArgs) -> Result {
     if args.interval.is_zero() {
         return Err(exit::usage("--interval must be more than 0"));
     }
-    let state = crate::app_state::read(ctx, &args.app).await?;
-    let policy = state.policy()?;
-    let existing = read_record(ctx, &args.app).await?;
-    refuse_if_running(ctx, &args.app, existing.as_ref().map(|(_, r)| r)).await?;
     let mut steps = args.steps.0.clone();
     if args.dark_first {
         steps.insert(0, Step::Dark);
     }
-    let now = now_rfc3339();
-    let mut rollout = Rollout {
-        version: version.clone(),
+    let settings = Settings {
+        version,
         steps,
-        step: 0,
-        passed: 0,
-        state: RolloutState::Running,
         analysis: Analysis {
             interval_ms: args.interval.as_millis() as u64,
             max_error_rate: args.max_error_rate,
@@ -174,135 +168,8 @@ pub async fn run(ctx: &Ctx, args: CanaryArgs) -> Result {
         },
         dark_matches: matches,
         confirm: args.confirm,
-        confirmed: false,
-        started_at: now.clone(),
-        updated_at: now,
-        owner: String::new(),
-        actor: ctx.actor.clone(),
-        lease: 0,
-        original: Original {
-            routes: state.app.routes.clone(),
-            policy: policy.clone(),
-        },
-        reason: None,
-        changed_by: None,
+        timeout: args.timeout,
+        lock_ttl: args.lock_ttl,
     };
-    let everywhere = !state.app.routes.is_empty()
-        && state.app.routes.values().all(|v| *v == version)
-        && !policy
-            .as_ref()
-            .is_some_and(|p| p.weights.contains_key(&version));
-    if everywhere {
-        let summary = format!(
-            "{}: every slot already serves {version}: nothing to do; nothing written",
-            args.app
-        );
-        match ctx.output {
-            crate::context::Output::Json => println!(
-                "{}",
-                json!({"event": "completed", "app": args.app, "version": version, "changed": false, "at": now_rfc3339()})
-            ),
-            crate::context::Output::Table => println!("{summary}"),
-        }
-        return Ok(());
-    }
-    preflight(&state.app, &rollout)
-        .with_context(|| format!("cannot run a canary of {version} on {}", args.app))?;
-    let (lock, rollout_rev) = Lock::acquire(
-        ctx,
-        &args.app,
-        args.lock_ttl,
-        &mut rollout,
-        existing.as_ref().map(|(kv, _)| kv),
-    )
-    .await?;
-    let mut runner = Runner::new(
-        ctx,
-        &args.app,
-        rollout.clone(),
-        rollout_rev,
-        lock,
-        args.timeout,
-    );
-    let steps: Vec<String> = rollout.steps.iter().map(ToString::to_string).collect();
-    runner.events().emit(
-        "started",
-        json!({"version": version, "steps": rollout.steps, "analysis": rollout.analysis, "confirm": rollout.confirm, "owner": rollout.owner}),
-        format!(
-            "{}: canary of {version}: steps {}, {} each, max 5xx {:.1}%{}, min {} requests (owner {})",
-            args.app,
-            steps.join(","),
-            humantime::format_duration(args.interval),
-            args.max_error_rate * 100.0,
-            args.max_latency
-                .map(|ms| format!(", max mean latency {ms} ms"))
-                .unwrap_or_default(),
-            args.min_requests,
-            rollout.owner
-        ),
-    );
-    runner.run().await
-}
-
-/// Refuses to start while a canary of `app` runs (exit 4) or an interrupted one is
-/// recorded (exit 5: resume or abort it first).
-async fn refuse_if_running(ctx: &Ctx, app: &str, existing: Option<&Rollout>) -> Result {
-    if let Some(who) = crate::lock::holder(ctx, app).await? {
-        return Err(Failure::new(
-            exit::CONFLICT,
-            anyhow::anyhow!("a canary of {app} is running: {who}; pause, resume or abort it with `discoctl pause|resume|abort {app}`"),
-        ));
-    }
-    match existing {
-        Some(r) if !r.state.is_terminal() => Err(exit::precondition(format!(
-            "an interrupted canary of {} on {app} is recorded ({}, step {}/{}, owner {} gone): take it over with `discoctl canary {app} --resume`, or roll it back with `discoctl abort {app}`",
-            r.version,
-            r.state,
-            r.step,
-            r.steps.len(),
-            r.owner
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// `--resume`: takes the lock of a canary whose discoctl died and runs it on.
-async fn resume(ctx: &Ctx, args: CanaryArgs) -> Result {
-    let app = &args.app;
-    crate::app_state::read(ctx, app).await?;
-    let Some((kv, mut rollout)) = read_record(ctx, app).await? else {
-        return Err(exit::precondition(format!(
-            "no canary of {app} is recorded: nothing to resume"
-        )));
-    };
-    if rollout.state.is_terminal() {
-        return Err(exit::precondition(format!(
-            "the last canary of {app} ({}) is {}: nothing to resume",
-            rollout.version, rollout.state
-        )));
-    }
-    if let Some(version) = &args.version {
-        if *version != rollout.version {
-            return Err(exit::precondition(format!(
-                "the recorded canary of {app} rolls out {}, not {version}",
-                rollout.version
-            )));
-        }
-    }
-    let previous = rollout.owner.clone();
-    rollout.changed_by = Some(ctx.actor.clone());
-    let (lock, rollout_rev) =
-        Lock::acquire(ctx, app, args.lock_ttl, &mut rollout, Some(&kv)).await?;
-    let n = rollout.steps.len();
-    let next = (rollout.passed + 1).min(n);
-    let mut runner = Runner::new(ctx, app, rollout.clone(), rollout_rev, lock, args.timeout);
-    runner.events().emit(
-        "started",
-        json!({"version": rollout.version, "steps": rollout.steps, "analysis": rollout.analysis, "confirm": rollout.confirm, "owner": rollout.owner, "resumed": true, "previous_owner": previous, "passed": rollout.passed, "state": rollout.state}),
-        format!(
-            "{app}: taking over the canary of {} from {previous} ({}, {} of {n} steps passed): step {next}/{n} is applied again and observed for a full interval",
-            rollout.version, rollout.state, rollout.passed
-        ),
-    );
-    runner.run().await
+    canary::start(ctx, &args.app, settings).await
 }

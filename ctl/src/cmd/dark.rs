@@ -5,7 +5,7 @@
 
 use anyhow::Context as _;
 use clap::Args;
-use disco::model::Match;
+use disco::model::{HistoryAction, Match};
 use disco::plan::{plan_dark, plan_dark_off};
 
 use crate::commit::{self, Change, WriteOpts};
@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx, args: DarkArgs) -> Result {
     let (after, change) = match &version {
         None => (
             plan_dark_off(&state.app),
-            Change::new("dark", "dark canary off".into()).field("dark", "off"),
+            Change::new(HistoryAction::Dark, "dark canary off".into()).field("dark", "off"),
         ),
         Some(version) => {
             let policy = plan_dark(&state.app, version, matches)
@@ -64,7 +64,7 @@ pub async fn run(ctx: &Ctx, args: DarkArgs) -> Result {
                     args.app
                 );
             }
-            let change = Change::new("dark", format!("dark canary to {version}"))
+            let change = Change::new(HistoryAction::Dark, format!("dark canary to {version}"))
                 .field("dark", policy.dark.clone());
             (policy, change)
         }

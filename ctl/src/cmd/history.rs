@@ -87,7 +87,7 @@ pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result {
                         r.seq.to_string(),
                         r.at.clone(),
                         r.actor.clone(),
-                        r.action.clone(),
+                        r.action.to_string(),
                         change,
                         revision.to_string(),
                         r.reason.clone().unwrap_or_else(|| "-".into()),

@@ -4,6 +4,7 @@
 
 use anyhow::Context as _;
 use clap::Args;
+use disco::model::HistoryAction;
 use disco::plan::{plan_promote, Count};
 
 use crate::commit::{self, Change, WriteOpts};
@@ -37,7 +38,7 @@ pub async fn run(ctx: &Ctx, args: PromoteArgs) -> Result {
     };
     let plan = plan_promote(&state.app, &args.version, count)
         .with_context(|| format!("cannot promote {} to {}", args.app, args.version))?;
-    let change =
-        Change::new("promote", format!("promote {}", args.version)).field("version", &args.version);
+    let change = Change::new(HistoryAction::Promote, format!("promote {}", args.version))
+        .field("version", &args.version);
     commit::routes(ctx, &state, change, &plan, &args.write).await
 }

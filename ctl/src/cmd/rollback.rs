@@ -8,7 +8,7 @@
 
 use anyhow::Context as _;
 use clap::Args;
-use disco::model::HistoryRecord;
+use disco::model::{HistoryAction, HistoryRecord};
 use disco::plan::{plan_rollback, plan_switch};
 
 use crate::commit::{self, Change, WriteOpts};
@@ -34,8 +34,8 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result {
         Some(version) => {
             let plan = plan_switch(&state.app, version)
                 .with_context(|| format!("cannot roll {} back to {version}", args.app))?;
-            let change =
-                Change::new("rollback", format!("rollback to {version}")).field("to", version);
+            let change = Change::new(HistoryAction::Rollback, format!("rollback to {version}"))
+                .field("to", version);
             (plan, change)
         }
         None => {
@@ -48,7 +48,7 @@ pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result {
                 versions.join(", "),
                 rollback.undoes
             );
-            let change = Change::new("rollback", label)
+            let change = Change::new(HistoryAction::Rollback, label)
                 .field("rolls_back", &versions)
                 .field("undoes_seq", rollback.undoes);
             (rollback.plan, change)

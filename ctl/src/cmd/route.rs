@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use clap::Subcommand;
 use disco::change::ChangeSet;
-use disco::model::{now_rfc3339, HistoryRecord};
+use disco::model::{HistoryAction, HistoryRecord};
 use disco::Key;
 
 use crate::context::Ctx;
@@ -46,20 +46,17 @@ pub async fn run(ctx: &Ctx, cmd: RouteCmd) -> Result {
     let before = current
         .as_ref()
         .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
-    let record = HistoryRecord {
-        seq: 0,
-        at: now_rfc3339(),
-        actor: ctx.actor.clone(),
-        action: "route set".into(),
-        from: before
+    let record = HistoryRecord::new(
+        &ctx.actor,
+        HistoryAction::RouteSet,
+        before
             .iter()
             .map(|v| (instance.clone(), v.clone()))
             .collect(),
-        to: BTreeMap::from([(instance.clone(), version.clone())]),
-        reason: None,
-        policy: None,
-        id: None,
-    };
+        BTreeMap::from([(instance.clone(), version.clone())]),
+        None,
+        None,
+    );
     let mut change = ChangeSet::default();
     change
         .expect(&route_key, current.as_ref())

@@ -5,6 +5,7 @@
 
 use anyhow::Context as _;
 use clap::Args;
+use disco::model::HistoryAction;
 use disco::plan::plan_switch;
 
 use crate::commit::{self, Change, WriteOpts};
@@ -27,7 +28,7 @@ pub async fn run(ctx: &Ctx, args: SwitchArgs) -> Result {
     let state = crate::app_state::read(ctx, &args.app).await?;
     let plan = plan_switch(&state.app, &args.version)
         .with_context(|| format!("cannot switch {} to {}", args.app, args.version))?;
-    let change = Change::new("switch", format!("switch to {}", args.version))
+    let change = Change::new(HistoryAction::Switch, format!("switch to {}", args.version))
         .field("version", &args.version);
     commit::routes(ctx, &state, change, &plan, &args.write).await
 }

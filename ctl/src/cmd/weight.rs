@@ -5,6 +5,7 @@
 
 use anyhow::Context as _;
 use clap::Args;
+use disco::model::HistoryAction;
 use disco::plan::plan_weight;
 
 use crate::commit::{self, Change, WriteOpts};
@@ -36,7 +37,7 @@ pub async fn run(ctx: &Ctx, args: WeightArgs) -> Result {
         )
     })?;
     let change = Change::new(
-        "weight",
+        HistoryAction::Weight,
         format!("weight {} {}%", args.version, args.percent),
     )
     .field("version", &args.version)

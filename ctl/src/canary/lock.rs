@@ -80,9 +80,7 @@ impl Lock {
         rollout.lease = lease;
         rollout.owner = owner();
         let lock_key = key(ctx, app);
-        let rollout_key = ctx.keyspace.key(&Key::Rollout {
-            app: app.to_string(),
-        });
+        let rollout_key = super::record::key(ctx, app);
         let value = serde_json::to_vec(&json!({
             "owner": rollout.owner,
             "actor": ctx.actor,
