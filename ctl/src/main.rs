@@ -1,4 +1,20 @@
 //! `discoctl`: read and change disco's routing in etcd.
+//!
+//! # Layout
+//!
+//! - `main` (this file): the command line, the dispatch to each command, and the
+//!   mapping of errors to exit codes.
+//! - [`context`]: the global options, parsed once into what every command needs.
+//! - [`cmd`]: one module per command group (status, promote, switch, rollback, dark,
+//!   weight, route, endpoint, app, agents, history, check, and the canary's verbs).
+//! - [`canary`]: the automated canary: its steps, observation, events, lock, pause and
+//!   rollback.
+//! - [`app_state`]: one app's routing state read at one revision.
+//! - [`commit`]: a planned change committed as one etcd transaction with its audit
+//!   record, then waited for.
+//! - [`describe`]: short human descriptions of routes and changes.
+//! - [`table`]: aligned tables for people (`-o json` is for machines).
+//! - [`exit`]: the exit codes, stable because CI jobs branch on them.
 #![forbid(unsafe_code)]
 
 mod app_state;
