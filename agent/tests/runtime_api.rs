@@ -247,8 +247,10 @@ async fn routing_changes_go_through_the_runtime_api_without_a_reload() {
     );
 
     assert_eq!(lb.haproxy.reloads(), reloads, "{}", lb.agent.log_text());
+    // At least one Runtime API apply per wait above (12); writes made between two waits
+    // may be applied together when the agent is slower than the writer.
     assert!(
-        last - runtime_before >= 15,
+        last - runtime_before >= 12,
         "{last} - {runtime_before} runtime applies over {steps} changes"
     );
 
