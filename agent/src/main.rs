@@ -19,6 +19,7 @@ mod runtime;
 mod stats;
 mod status;
 mod target;
+mod view;
 
 use std::path::PathBuf;
 
@@ -181,7 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     let mut config = cli.load()?;
     // Metrics and the endpoints' view outlive configuration re-reads.
-    let shared = http::Shared::new(&config.agent_id);
+    let shared = view::Shared::new(&config.agent_id);
     loop {
         tracing::info!(
             agent_id = %config.agent_id,
