@@ -1,5 +1,30 @@
 //! `disco-agent`: on every load-balancer host, turns disco's routing state in etcd into
-//! HAProxy/nginx configuration with validated, confirmed, hitless reloads.
+//! HAProxy/nginx configuration with validated, confirmed, hitless reloads; on app hosts,
+//! registers and health-checks the local instances.
+//!
+//! # Layout
+//!
+//! - [`config`]: the configuration file, parsed once into a validated `Config`.
+//! - [`lb`]: the LB role: watch → snapshot → coalesce → apply every target → publish.
+//! - [`target`]: one file the agent owns, and how a routing state reaches its proxy
+//!   (unchanged, Runtime API or balancer push, or validated install and reload).
+//! - [`guard`]: the mass-expiry guard, which keeps an app's expired endpoints for a while.
+//! - [`runtime`]: routing changes through HAProxy's Runtime API, read back.
+//! - [`haproxy_cli`]: the client of HAProxy's master CLI and stats sockets.
+//! - [`balancer`]: the client of the nginx balancer's admin socket (`balancer.lua`).
+//! - [`reload`]: graceful reloads of HAProxy and nginx, confirmed by a new worker.
+//! - [`command`]: external commands as data: argv, no shell, a timeout, stderr kept.
+//! - [`atomic_write`]: a file replaced atomically (temp file, fsync, rename).
+//! - [`loaded`]: the record of what each proxy was confirmed to have loaded.
+//! - [`status`]: this agent's status in etcd, under a lease, from its own task.
+//! - [`stats`]: traffic statistics read from the proxies and published per app.
+//! - [`view`]: the agent's view of itself (status, watch, apps, health) and its
+//!   metrics, kept by the LB role and read by the endpoints.
+//! - [`http`]: the HTTP endpoints' router: `/healthz`, `/metrics`, `/status`.
+//! - [`metrics`]: the Prometheus metrics and their text formats.
+//! - [`register`]: the registration role: endpoints under a lease, health checks,
+//!   the drain on SIGTERM.
+//! - [`lease`]: the lease a task writes its keys under: granted, renewed, replaced.
 #![forbid(unsafe_code)]
 
 mod atomic_write;
