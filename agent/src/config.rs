@@ -86,9 +86,10 @@ pub struct RegisterConfig {
     /// Time between checks. Default: `2s`.
     #[serde(default = "default_interval", with = "humantime_serde")]
     pub interval: Duration,
-    /// Bound on one check. Default: `1s`.
-    #[serde(default = "default_check_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
+    /// Bound on one check. Default: `1s`, or `interval` when that is shorter (a check
+    /// never runs past the next one's time); see [`RegisterConfig::timeout`].
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
     /// Consecutive passes before the endpoint is published (or marked passing again).
     /// Default: 2.
     #[serde(default = "default_rise")]
@@ -106,26 +107,45 @@ pub struct RegisterConfig {
     pub weight: u32,
 }
 
+// The defaults of a registration, defined once: the config file's (these functions, for
+// serde) and `disco-agent register`'s (clap's `default_value_t`) are the same values.
 fn default_interval() -> Duration {
-    Duration::from_secs(2)
-}
-fn default_check_timeout() -> Duration {
-    Duration::from_secs(1)
+    RegisterConfig::DEFAULT_INTERVAL
 }
 fn default_rise() -> u32 {
-    2
+    RegisterConfig::DEFAULT_RISE
 }
 fn default_fall() -> u32 {
-    3
+    RegisterConfig::DEFAULT_FALL
 }
 fn default_lease_ttl() -> Duration {
-    Duration::from_secs(10)
+    RegisterConfig::DEFAULT_LEASE_TTL
 }
 fn default_weight() -> u32 {
-    100
+    RegisterConfig::DEFAULT_WEIGHT
 }
 
 impl RegisterConfig {
+    /// Default of `interval`.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+    /// Default of `timeout`, when `interval` is not shorter.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Default of `rise`.
+    pub const DEFAULT_RISE: u32 = 2;
+    /// Default of `fall`.
+    pub const DEFAULT_FALL: u32 = 3;
+    /// Default of `lease_ttl`.
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+    /// Default of `weight`.
+    pub const DEFAULT_WEIGHT: u32 = 100;
+
+    /// The bound on one check: `timeout` when set, else [`Self::DEFAULT_TIMEOUT`] or the
+    /// interval when that is shorter, as HAProxy bounds a check by `inter`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+            .unwrap_or(Self::DEFAULT_TIMEOUT.min(self.interval))
+    }
+
     /// The health-check URL and the path published for the proxies, if any.
     pub fn health_url(&self) -> Option<(String, String)> {
         let h = self.health.as_ref()?;
@@ -169,7 +189,7 @@ impl RegisterConfig {
             "{what}: lease_ttl must be at least 2s"
         );
         anyhow::ensure!(
-            !self.interval.is_zero() && !self.timeout.is_zero(),
+            !self.interval.is_zero() && !self.timeout().is_zero(),
             "{what}: interval and timeout must be more than 0"
         );
         Ok(())
@@ -187,11 +207,11 @@ impl Default for Config {
             max_delay: Duration::ZERO,
             targets: Vec::new(),
             registrations: Vec::new(),
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Config::DEFAULT_DRAIN_TIMEOUT,
             stats_interval: Duration::from_secs(5),
             http_listen: None,
             mass_expiry_share: 0.5,
-            mass_expiry_window: Duration::from_secs(10),
+            mass_expiry_window: RegisterConfig::DEFAULT_LEASE_TTL,
             mass_expiry_hold: Duration::from_secs(600),
         }
     }
@@ -333,6 +353,9 @@ pub fn hostname() -> String {
 }
 
 impl Config {
+    /// Default of `drain_timeout` (also `disco-agent register --drain-timeout`'s).
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
@@ -495,6 +518,30 @@ mod tests {
         assert_eq!(c.stats_interval, Duration::from_secs(5));
         assert_eq!(c.http_listen, None);
         assert_eq!(c.targets[0].stats_socket, None);
+    }
+
+    #[test]
+    fn a_registration_takes_the_defaults_and_its_check_is_bounded_by_its_interval() {
+        let parse = |extra: &str| -> RegisterConfig {
+            let text = format!(
+                "[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"\n{extra}"
+            );
+            let c: Config = toml::from_str(&text).unwrap();
+            c.validate().unwrap();
+            c.registrations[0].clone()
+        };
+        let r = parse("");
+        assert_eq!(r.interval, Duration::from_secs(2));
+        assert_eq!(r.timeout(), Duration::from_secs(1));
+        assert_eq!((r.rise, r.fall, r.weight), (2, 3, 100));
+        assert_eq!(r.lease_ttl, Duration::from_secs(10));
+        // A shorter interval bounds the default timeout, not an explicit one.
+        assert_eq!(
+            parse("interval = \"300ms\"").timeout(),
+            Duration::from_millis(300)
+        );
+        let explicit = parse("interval = \"300ms\"\ntimeout = \"2s\"");
+        assert_eq!(explicit.timeout(), Duration::from_secs(2));
     }
 
     #[test]

@@ -24,10 +24,10 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::guard::{Guard, Settings as GuardSettings};
-use crate::http::Shared;
 use crate::metrics::{FailureLabels, TargetLabel};
 use crate::stats::Collector;
 use crate::target::{Outcome, Target};
+use crate::view::Shared;
 
 /// The snapshot cache (for a restart while etcd is down) is written at most this often
 /// during a stream of changes; the last change is always written.
@@ -739,7 +739,7 @@ impl Lb {
         let apps = self
             .config
             .http_listen
-            .map(|_| crate::http::summarize(&self.snapshot));
+            .map(|_| crate::view::summarize(&self.snapshot));
         let ok = errors.is_empty();
         self.shared.update(|v| {
             v.status = status;

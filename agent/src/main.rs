@@ -1,5 +1,30 @@
 //! `disco-agent`: on every load-balancer host, turns disco's routing state in etcd into
-//! HAProxy/nginx configuration with validated, confirmed, hitless reloads.
+//! HAProxy/nginx configuration with validated, confirmed, hitless reloads; on app hosts,
+//! registers and health-checks the local instances.
+//!
+//! # Layout
+//!
+//! - [`config`]: the configuration file, parsed once into a validated `Config`.
+//! - [`lb`]: the LB role: watch → snapshot → coalesce → apply every target → publish.
+//! - [`target`]: one file the agent owns, and how a routing state reaches its proxy
+//!   (unchanged, Runtime API or balancer push, or validated install and reload).
+//! - [`guard`]: the mass-expiry guard, which keeps an app's expired endpoints for a while.
+//! - [`runtime`]: routing changes through HAProxy's Runtime API, read back.
+//! - [`haproxy_cli`]: the client of HAProxy's master CLI and stats sockets.
+//! - [`balancer`]: the client of the nginx balancer's admin socket (`balancer.lua`).
+//! - [`reload`]: graceful reloads of HAProxy and nginx, confirmed by a new worker.
+//! - [`command`]: external commands as data: argv, no shell, a timeout, stderr kept.
+//! - [`atomic_write`]: a file replaced atomically (temp file, fsync, rename).
+//! - [`loaded`]: the record of what each proxy was confirmed to have loaded.
+//! - [`status`]: this agent's status in etcd, under a lease, from its own task.
+//! - [`stats`]: traffic statistics read from the proxies and published per app.
+//! - [`view`]: the agent's view of itself (status, watch, apps, health) and its
+//!   metrics, kept by the LB role and read by the endpoints.
+//! - [`http`]: the HTTP endpoints' router: `/healthz`, `/metrics`, `/status`.
+//! - [`metrics`]: the Prometheus metrics and their text formats.
+//! - [`register`]: the registration role: endpoints under a lease, health checks,
+//!   the drain on SIGTERM.
+//! - [`lease`]: the lease a task writes its keys under: granted, renewed, replaced.
 #![forbid(unsafe_code)]
 
 mod atomic_write;
@@ -19,6 +44,7 @@ mod runtime;
 mod stats;
 mod status;
 mod target;
+mod view;
 
 use std::path::PathBuf;
 
@@ -26,7 +52,7 @@ use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
-use config::Config;
+use config::{Config, RegisterConfig};
 use register::Control;
 
 /// What the process was told to do.
@@ -93,23 +119,26 @@ enum Sub {
         #[arg(long)]
         health: Option<String>,
         /// Time between checks.
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        interval: std::time::Duration,
+        #[arg(long, default_value_t = RegisterConfig::DEFAULT_INTERVAL.into())]
+        interval: humantime::Duration,
+        /// Bound on one check. Default: 1s, or the interval when that is shorter.
+        #[arg(long)]
+        timeout: Option<humantime::Duration>,
         /// Consecutive passes before publishing.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = RegisterConfig::DEFAULT_RISE)]
         rise: u32,
         /// Consecutive failures before marking failing.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = RegisterConfig::DEFAULT_FALL)]
         fall: u32,
         /// Lease TTL.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        lease_ttl: std::time::Duration,
+        #[arg(long, default_value_t = RegisterConfig::DEFAULT_LEASE_TTL.into())]
+        lease_ttl: humantime::Duration,
         /// Weight among the version's endpoints, 1-256.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = RegisterConfig::DEFAULT_WEIGHT)]
         weight: u32,
         /// Bound on waiting for the LB agents when draining.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        drain_timeout: std::time::Duration,
+        #[arg(long, default_value_t = Config::DEFAULT_DRAIN_TIMEOUT.into())]
+        drain_timeout: humantime::Duration,
     },
 }
 
@@ -124,26 +153,27 @@ impl Cli {
                 address,
                 health,
                 interval,
+                timeout,
                 rise,
                 fall,
                 lease_ttl,
                 weight,
                 drain_timeout,
             }) => Config {
-                registrations: vec![config::RegisterConfig {
+                registrations: vec![RegisterConfig {
                     app: app.clone(),
                     instance: instance.clone(),
                     version: version.clone(),
                     address: address.clone(),
                     health: health.clone(),
-                    interval: *interval,
-                    timeout: (*interval).min(std::time::Duration::from_secs(1)),
+                    interval: (*interval).into(),
+                    timeout: timeout.map(Into::into),
                     rise: *rise,
                     fall: *fall,
-                    lease_ttl: *lease_ttl,
+                    lease_ttl: (*lease_ttl).into(),
                     weight: *weight,
                 }],
-                drain_timeout: *drain_timeout,
+                drain_timeout: (*drain_timeout).into(),
                 cache_path: Some(std::env::temp_dir().join("disco-register.snapshot.json")),
                 ..Config::default()
             },
@@ -181,7 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     let mut config = cli.load()?;
     // Metrics and the endpoints' view outlive configuration re-reads.
-    let shared = http::Shared::new(&config.agent_id);
+    let shared = view::Shared::new(&config.agent_id);
     loop {
         tracing::info!(
             agent_id = %config.agent_id,
@@ -268,6 +298,29 @@ mod tests {
         use clap::CommandFactory;
         let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         disco_harness::generated::check_cli(&workspace, "disco-agent", super::Cli::command());
+    }
+
+    /// `disco-agent register` registers as a `[[register]]` entry of the config file
+    /// with the same fields does: the defaults are the same.
+    #[test]
+    fn the_register_subcommand_has_the_config_files_defaults() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "disco-agent",
+            "register",
+            "--app=a",
+            "--instance=i",
+            "--version=v1",
+            "--address=10.0.0.5:80",
+        ])
+        .unwrap();
+        let config = cli.load().unwrap();
+        let file: super::Config = toml::from_str(
+            "[[register]]\napp = \"a\"\ninstance = \"i\"\nversion = \"v1\"\naddress = \"10.0.0.5:80\"",
+        )
+        .unwrap();
+        assert_eq!(config.registrations, file.registrations);
+        assert_eq!(config.drain_timeout, file.drain_timeout);
     }
 
     #[test]

@@ -159,7 +159,7 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
                 for (index, inst) in instances.iter_mut().enumerate().filter(|(_, i)| i.next_check <= now) {
                     inst.next_check = now + inst.config.interval;
                     let (ok, detail) = match &inst.url {
-                        Some(url) => check(&client, url, inst.config.timeout).await,
+                        Some(url) => check(&client, url, inst.config.timeout()).await,
                         None => (true, "no health check configured".to_string()),
                     };
                     if let Some(state) = inst.observe(ok, detail) {
@@ -274,7 +274,7 @@ mod tests {
                 address: "127.0.0.1:1".into(),
                 health: None,
                 interval: Duration::from_secs(1),
-                timeout: Duration::from_secs(1),
+                timeout: None,
                 rise,
                 fall,
                 lease_ttl: Duration::from_secs(10),

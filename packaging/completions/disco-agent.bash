@@ -115,7 +115,7 @@ _disco__agent() {
             return 0
             ;;
         disco__subcmd__agent__subcmd__register)
-            opts="-h --app --instance --version --address --health --interval --rise --fall --lease-ttl --weight --drain-timeout --help"
+            opts="-h --app --instance --version --address --health --interval --timeout --rise --fall --lease-ttl --weight --drain-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,6 +142,10 @@ _disco__agent() {
                     return 0
                     ;;
                 --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

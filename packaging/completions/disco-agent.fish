@@ -40,6 +40,7 @@ complete -c disco-agent -n "__fish_disco_agent_using_subcommand register" -l ver
 complete -c disco-agent -n "__fish_disco_agent_using_subcommand register" -l address -d 'host:port the proxies connect to' -r
 complete -c disco-agent -n "__fish_disco_agent_using_subcommand register" -l health -d 'Health check path (/healthz) or http:// URL' -r
 complete -c disco-agent -n "__fish_disco_agent_using_subcommand register" -l interval -d 'Time between checks' -r
+complete -c disco-agent -n "__fish_disco_agent_using_subcommand register" -l timeout -d 'Bound on one check. Default: 1s, or the interval when that is shorter' -r
 complete -c disco-agent -n "__fish_disco_agent_using_subcommand register" -l rise -d 'Consecutive passes before publishing' -r
 complete -c disco-agent -n "__fish_disco_agent_using_subcommand register" -l fall -d 'Consecutive failures before marking failing' -r
 complete -c disco-agent -n "__fish_disco_agent_using_subcommand register" -l lease-ttl -d 'Lease TTL' -r
