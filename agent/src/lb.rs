@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::guard::{Guard, Settings as GuardSettings};
 use crate::metrics::{FailureLabels, TargetLabel};
+use crate::pacing::Retries;
 use crate::stats::Collector;
 use crate::target::{Outcome, Target};
 use crate::view::Shared;
@@ -58,8 +59,8 @@ struct Lb {
     applied_by: Vec<Option<&'static str>>,
     /// When a deferred reload, or the retry of a failed apply, is due.
     retry_at: Option<Instant>,
-    /// Applies that failed in a row (reset by one that succeeds): spaces their retries.
-    failures: u32,
+    /// Says when that is, after each apply.
+    retries: Retries,
     /// The apps whose records changed since the last apply (None: any may have): the
     /// renderers reuse what they rendered for the others.
     changed: Option<std::collections::BTreeSet<String>>,
@@ -160,7 +161,7 @@ pub async fn run(
         runtime_applies: vec![0; targets.len()],
         applied_by: vec![None; targets.len()],
         retry_at: None,
-        failures: 0,
+        retries: Retries::default(),
         changed: None,
         guarded: Default::default(),
         cache_saved_at: None,
@@ -651,17 +652,13 @@ impl Lb {
                 }
             }
         }
-        self.retry_at = deferred.iter().map(|(_, until)| *until).min();
-        // A failed apply is tried again without waiting for the next change (a reload
-        // refused for a passing cause, such as a port still held, would otherwise leave
-        // the proxy behind until then): after 1 s, doubling up to 30 s.
-        if errors.is_empty() {
-            self.failures = 0;
-        } else {
-            self.failures = self.failures.saturating_add(1);
-            let again = Instant::now() + retry_after(self.failures);
-            self.retry_at = Some(self.retry_at.map_or(again, |at| at.min(again)));
-        }
+        // A failed apply is tried again without waiting for the next change: after 1 s,
+        // doubling up to 30 s (see `pacing.rs`).
+        self.retry_at = self.retries.after_apply(
+            Instant::now(),
+            !errors.is_empty(),
+            deferred.iter().map(|(_, until)| *until),
+        );
         let deferred: Vec<String> = deferred.into_iter().map(|(name, _)| name).collect();
         drop(view);
         if reloaded_any {
@@ -809,12 +806,6 @@ impl Lb {
 
 /// The app a key under `apps` (`<prefix>/apps/`) belongs to: its next path segment,
 /// when another segment follows it (`<prefix>/apps/<app>/...`).
-/// How long after its `failures`-th failure in a row an apply is tried again.
-fn retry_after(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(5);
-    (Duration::from_secs(1) * (1 << doublings)).min(Duration::from_secs(30))
-}
-
 fn app_of<'k>(apps: &str, key: &'k str) -> Option<&'k str> {
     key.strip_prefix(apps)
         .and_then(|rest| rest.split_once('/'))
@@ -825,12 +816,6 @@ fn app_of<'k>(apps: &str, key: &'k str) -> Option<&'k str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_failed_apply_is_retried_after_a_doubling_delay_up_to_30s() {
-        let delays: Vec<u64> = (1..=8).map(|n| retry_after(n).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
-    }
 
     #[test]
     fn a_key_names_its_app_or_none() {

@@ -8,6 +8,8 @@
 //! - [`lb`]: the LB role: watch → snapshot → coalesce → apply every target → publish.
 //! - [`target`]: one file the agent owns, and how a routing state reaches its proxy
 //!   (unchanged, Runtime API or balancer push, or validated install and reload).
+//! - [`pacing`]: when the LB role applies again by itself: reloads deferred by
+//!   `max_delay`, failed applies retried with a doubling delay.
 //! - [`guard`]: the mass-expiry guard, which keeps an app's expired endpoints for a while.
 //! - [`runtime`]: routing changes through HAProxy's Runtime API, read back.
 //! - [`haproxy_cli`]: the client of HAProxy's master CLI and stats sockets.
@@ -24,6 +26,7 @@
 //! - [`metrics`]: the Prometheus metrics and their text formats.
 //! - [`register`]: the registration role: endpoints under a lease, health checks,
 //!   the drain on SIGTERM.
+//! - [`rise_fall`]: consecutive check results turned into passing or failing.
 //! - [`lease`]: the lease a task writes its keys under: granted, renewed, replaced.
 #![forbid(unsafe_code)]
 
@@ -38,8 +41,10 @@ mod lb;
 mod lease;
 mod loaded;
 mod metrics;
+mod pacing;
 mod register;
 mod reload;
+mod rise_fall;
 mod runtime;
 mod stats;
 mod status;

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, RegisterConfig};
 use crate::lease::Lease;
+use crate::rise_fall::RiseFall;
 
 /// What the role should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +33,8 @@ struct Instance {
     key: String,
     url: Option<String>,
     health_path: Option<String>,
-    passes: u32,
-    fails: u32,
-    /// What is in etcd now; `None` until `rise` passes.
-    published: Option<HealthStatus>,
+    /// The checks' results so far, and so the state in etcd (none before `rise` passes).
+    health: RiseFall,
     detail: String,
     next_check: Instant,
 }
@@ -45,7 +44,7 @@ impl Instance {
         Endpoint {
             health_path: self.health_path.clone(),
             weight: self.config.weight,
-            health: self.published.map(|status| Health {
+            health: self.health.state().map(|status| Health {
                 status,
                 checked_at: Some(now_rfc3339()),
                 detail: Some(self.detail.clone()),
@@ -58,23 +57,30 @@ impl Instance {
     /// Folds one check result in; returns the state to publish if it changed.
     fn observe(&mut self, ok: bool, detail: String) -> Option<HealthStatus> {
         self.detail = detail;
-        if ok {
-            self.passes += 1;
-            self.fails = 0;
-        } else {
-            self.fails += 1;
-            self.passes = 0;
-        }
-        let next = match self.published {
-            None | Some(HealthStatus::Failing) if self.passes >= self.config.rise => {
-                HealthStatus::Passing
-            }
-            Some(HealthStatus::Passing) if self.fails >= self.config.fall => HealthStatus::Failing,
-            _ => return None,
-        };
-        self.published = Some(next);
-        Some(next)
+        self.health.observe(ok)
     }
+}
+
+/// When the next check of any instance is due.
+fn next_due(instances: &[Instance]) -> Instant {
+    instances
+        .iter()
+        .map(|i| i.next_check)
+        .min()
+        .expect("at least one")
+}
+
+/// The instances whose check is due at `now`, in order; the next check of each is then
+/// an interval later.
+fn take_due(instances: &mut [Instance], now: Instant) -> Vec<usize> {
+    let mut due = Vec::new();
+    for (index, inst) in instances.iter_mut().enumerate() {
+        if inst.next_check <= now {
+            inst.next_check = now + inst.config.interval;
+            due.push(index);
+        }
+    }
+    due
 }
 
 async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> (bool, String) {
@@ -130,9 +136,7 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
                 config: r.clone(),
                 url,
                 health_path,
-                passes: 0,
-                fails: 0,
-                published: None,
+                health: RiseFall::new(r.rise, r.fall),
                 detail: String::new(),
                 next_check: now,
             }
@@ -148,16 +152,11 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
     let mut keepalive = lease.keepalive_timer();
 
     loop {
-        let due = instances
-            .iter()
-            .map(|i| i.next_check)
-            .min()
-            .expect("at least one");
+        let due = next_due(&instances);
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {
-                let now = Instant::now();
-                for (index, inst) in instances.iter_mut().enumerate().filter(|(_, i)| i.next_check <= now) {
-                    inst.next_check = now + inst.config.interval;
+                for index in take_due(&mut instances, Instant::now()) {
+                    let inst = &mut instances[index];
                     let (ok, detail) = match &inst.url {
                         Some(url) => check(&client, url, inst.config.timeout()).await,
                         None => (true, "no health check configured".to_string()),
@@ -172,7 +171,7 @@ pub async fn run(config: Config, store: Store, mut control: watch::Receiver<Cont
             }
             _ = keepalive.tick() => {
                 if lease.keep_alive().await {
-                    unsynced = (0..instances.len()).filter(|i| instances[*i].published.is_some()).collect();
+                    unsynced = (0..instances.len()).filter(|i| instances[*i].health.state().is_some()).collect();
                 }
             }
             changed = control.changed() => {
@@ -265,7 +264,7 @@ async fn drain(
 mod tests {
     use super::*;
 
-    fn instance(rise: u32, fall: u32) -> Instance {
+    fn instance(interval: Duration, rise: u32, fall: u32) -> Instance {
         Instance {
             config: RegisterConfig {
                 app: "app1".into(),
@@ -273,7 +272,7 @@ mod tests {
                 version: "v1".into(),
                 address: "127.0.0.1:1".into(),
                 health: None,
-                interval: Duration::from_secs(1),
+                interval,
                 timeout: None,
                 rise,
                 fall,
@@ -283,34 +282,68 @@ mod tests {
             key: String::new(),
             url: None,
             health_path: None,
-            passes: 0,
-            fails: 0,
-            published: None,
+            health: RiseFall::new(rise, fall),
             detail: String::new(),
             next_check: Instant::now(),
         }
     }
 
-    #[test]
-    fn rise_and_fall_counting() {
-        let mut i = instance(2, 3);
-        assert_eq!(i.observe(true, "ok".into()), None, "one pass is not enough");
-        assert_eq!(i.observe(false, "down".into()), None);
-        assert_eq!(i.observe(true, "ok".into()), None);
-        assert_eq!(i.observe(true, "ok".into()), Some(HealthStatus::Passing));
-        assert_eq!(i.observe(false, "down".into()), None);
-        assert_eq!(i.observe(false, "down".into()), None);
-        assert_eq!(
-            i.observe(true, "ok".into()),
-            None,
-            "a pass resets the failures"
-        );
-        for _ in 0..2 {
-            assert_eq!(i.observe(false, "down".into()), None);
+    /// Runs the checks of `instances` as `run` does, for `how_long` of paused time, with
+    /// the result `ok(index, elapsed)`; returns each state change with when it came.
+    async fn checks(
+        instances: &mut [Instance],
+        how_long: Duration,
+        ok: impl Fn(usize, Duration) -> bool,
+    ) -> Vec<(usize, Duration, HealthStatus)> {
+        let start = Instant::now();
+        let mut changes = Vec::new();
+        loop {
+            let due = next_due(instances);
+            if due > start + how_long {
+                return changes;
+            }
+            tokio::time::sleep_until(due).await;
+            let now = Instant::now();
+            for index in take_due(instances, now) {
+                let passed = ok(index, now - start);
+                if let Some(state) = instances[index].observe(passed, String::new()) {
+                    changes.push((index, now - start, state));
+                }
+            }
         }
-        assert_eq!(i.observe(false, "down".into()), Some(HealthStatus::Failing));
-        assert_eq!(i.record("a1").health.unwrap().status, HealthStatus::Failing);
-        assert_eq!(i.observe(true, "ok".into()), None);
-        assert_eq!(i.observe(true, "ok".into()), Some(HealthStatus::Passing));
+    }
+
+    /// Checks start at once and come every `interval`: with rise 2 an endpoint is
+    /// published one interval after start; with fall 3, failing two intervals after its
+    /// first failed check. Each instance keeps its own interval.
+    #[tokio::test(start_paused = true)]
+    async fn rise_and_fall_take_their_counts_of_intervals() {
+        let secs = Duration::from_secs;
+        let mut instances = [instance(secs(2), 2, 3), instance(secs(5), 2, 3)];
+        // Instance 0 fails from 10 s on; instance 1 always passes.
+        let changes = checks(&mut instances, secs(20), |i, at| i == 1 || at < secs(10)).await;
+        assert_eq!(
+            changes,
+            [
+                (0, secs(2), HealthStatus::Passing),
+                (1, secs(5), HealthStatus::Passing),
+                (0, secs(14), HealthStatus::Failing),
+            ]
+        );
+        assert_eq!(
+            instances[0].record("a1").health.unwrap().status,
+            HealthStatus::Failing
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_due_late_is_rescheduled_from_when_it_ran() {
+        let mut instances = [instance(Duration::from_secs(2), 1, 1)];
+        let start = Instant::now();
+        // The loop was busy (a slow check of another instance, etcd): 3 s late.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(take_due(&mut instances, Instant::now()), [0]);
+        assert_eq!(next_due(&instances), start + Duration::from_secs(7));
+        assert!(take_due(&mut instances, Instant::now()).is_empty());
     }
 }

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use crate::atomic_write;
 use crate::config::{Kind, TargetConfig};
 use crate::loaded::Structure;
+use crate::pacing::ReloadSpacing;
 use crate::runtime::{self, Runtime, Touched};
 
 /// A file as written: size, modification time, hash of the content.
@@ -139,8 +140,8 @@ pub struct Target {
     installed_text: Option<Arc<String>>,
     runtime: Option<RuntimeApi>,
     balancer: Option<BalancerApi>,
-    /// When the last reload started.
-    last_reload_at: Option<Instant>,
+    /// When the last reload started, so that the next is `max_delay` later.
+    spacing: ReloadSpacing,
     /// The built-in HAProxy renderer's app blocks, reused while an app is unchanged.
     cache: render::haproxy::RenderCache,
     /// The file this agent wrote last: size, modification time and hash. While the
@@ -200,7 +201,7 @@ impl Target {
             installed_text: None,
             runtime,
             balancer,
-            last_reload_at: None,
+            spacing: ReloadSpacing::default(),
             cache: Default::default(),
             written: None,
             unflushed: None,
@@ -519,11 +520,10 @@ impl Target {
                     Some("the apps, listen addresses or dark-canary networks changed".to_string());
             }
         }
-        let now = Instant::now();
         if let Some(until) = self
-            .last_reload_at
-            .map(|at| at + min_interval)
-            .filter(|until| *until > now && !half_way)
+            .spacing
+            .deferred_until(Instant::now(), min_interval)
+            .filter(|_| !half_way)
         {
             return Ok(report(Outcome::Deferred { until }));
         }
@@ -584,7 +584,7 @@ impl Target {
             }
         }
         let reload_started = Instant::now();
-        self.last_reload_at = Some(reload_started);
+        self.spacing.started(reload_started);
         let reloaded = self.reload().await;
         let took = reload_started.elapsed();
         if let Err(e) = reloaded {
