@@ -1,7 +1,8 @@
 //! `discoctl canary` with the real things: etcd, LB agents driving HAProxy (statistics
 //! from its stats socket) and nginx (statistics from its access log), backends and
 //! load. A healthy v2 goes all the way without a failed request; a v2 answering 500s
-//! is rolled back at its first step, with the reason in the audit log. With template
+//! is rolled back at its first step, with the reason in the audit log, and with
+//! `--dry-run-analysis` is reported at its first step and goes on. With template
 //! agents (no proxies): abort, pause/resume, --confirm, the lock against a second
 //! canary, and a crashed canary taken over with --resume or rolled back by `abort`.
 
@@ -284,6 +285,75 @@ async fn a_v2_answering_500s_is_rolled_back_at_the_first_step() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reports_the_step_that_would_fail_and_goes_on() {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let backends = backends();
+    for (_, v, b) in &backends {
+        if v == "v2" {
+            b.set_error_rate(0.3);
+        }
+    }
+    let seeded = seed_backends(&store, &backends).await;
+    let haproxy = ProxyAgent::haproxy(&etcd, "lb-haproxy", "5s");
+    applied(&store, &haproxy.agent, seeded).await;
+    let load = load(&haproxy.url());
+    load.wait_for_ok(100);
+
+    let canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,all",
+            "--interval",
+            "3s",
+            "--dry-run-analysis",
+        ],
+    );
+    let (code, events, stderr) = canary.finish(Duration::from_secs(120));
+    assert_eq!(code, Some(0), "a dry run completes: {events:#?}\n{stderr}");
+    assert_eq!(events[0]["analysis"]["dry_run"], true, "{events:#?}");
+    let kinds: Vec<&str> = names(&events)
+        .into_iter()
+        .filter(|e| *e != "observation")
+        .collect();
+    assert_eq!(
+        kinds[..4],
+        ["started", "step_started", "applied", "step_would_fail"],
+        "{events:#?}"
+    );
+    assert_eq!(kinds.last(), Some(&"completed"), "{events:#?}");
+    let would = events
+        .iter()
+        .find(|e| e["event"] == "step_would_fail")
+        .unwrap();
+    assert_eq!(would["step"], 1);
+    let reason = would["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("v2 5xx rate ") && reason.contains("over --max-error-rate 1.0%"),
+        "{reason}"
+    );
+    // Found failing within the step (a real run would have rolled back then), and the
+    // step observed to its end anyway.
+    assert!(
+        would["failed_after_ms"].as_u64().unwrap() <= 3000,
+        "{would}"
+    );
+    assert!(
+        would["canary"]["errors_5xx"].as_u64().unwrap() > 0,
+        "{would}"
+    );
+    // Nothing rolled back: every slot on v2, the record done.
+    assert_eq!(on_v2(&store).await, 3);
+    assert_eq!(rollout(&store, "app1").await.unwrap()["state"], "done");
+    assert!(history(&etcd).iter().all(|r| r["action"] != "rollback"));
+    drop(load);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

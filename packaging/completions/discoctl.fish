@@ -310,6 +310,7 @@ complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -s o -l output
 json\t'One JSON document, for scripts'"
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l actor -d 'Who makes the change, for the audit log. Default: user@host' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l dark-first -d 'A first step with only the dark canary (--header, --cookie, --cidr): internal traffic to VERSION, observed like the others. It stays on until the last step'
+complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l dry-run-analysis -d 'Judge and report every step (`step_would_fail` when a step would have been rolled back, and after how long) but never roll back on a verdict: for tuning the thresholds on real traffic. Aborts, interrupts and agents that do not apply a step still roll back'
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l confirm -d 'Pause before the final step until `discoctl resume APP`'
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l resume -d 'Take over the canary of APP whose discoctl died (its lock expired): re-apply the step it was in and observe it again, with the recorded settings'
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -53,6 +53,11 @@ pub struct Analysis {
     /// What a step with fewer does.
     #[serde(default)]
     pub on_no_data: OnNoData,
+    /// Judge and report every step, but never roll back on a verdict
+    /// (`--dry-run-analysis`): for tuning the thresholds on real traffic. An abort, an
+    /// interrupt or agents that do not apply a step still roll back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// A step's traffic: the canary version and every other version together (the stable).

@@ -41,6 +41,7 @@ pub(super) fn rollout(app: &App, steps: &str, dark: bool) -> Rollout {
             max_latency_ms: None,
             min_requests: 20,
             on_no_data: OnNoData::Wait,
+            dry_run: false,
         },
         dark_matches: vec![Match::Header {
             name: "X-Canary".into(),

@@ -303,6 +303,7 @@ mod tests {
                 max_latency_ms: None,
                 min_requests: 20,
                 on_no_data: Default::default(),
+                dry_run: false,
             },
             dark_matches: Vec::new(),
             confirm: false,

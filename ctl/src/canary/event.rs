@@ -74,6 +74,19 @@ pub enum Event {
         canary: VersionCounts,
         stable: VersionCounts,
     },
+    /// `--dry-run-analysis`: the verdict on a step was to roll back; the canary goes on
+    /// to the next step instead.
+    StepWouldFail {
+        step: usize,
+        of: usize,
+        /// Why a real run would have rolled back (the first reason seen).
+        reason: String,
+        /// How far into the step the counts first failed the analysis, in ms: when a
+        /// real run would have rolled back.
+        failed_after_ms: u64,
+        canary: VersionCounts,
+        stable: VersionCounts,
+    },
     /// The canary was paused (`discoctl pause`, or a `--confirm` canary waiting).
     Paused {
         step: usize,
@@ -276,7 +289,7 @@ impl fmt::Display for Line<'_> {
                 let steps: Vec<String> = steps.iter().map(ToString::to_string).collect();
                 write!(
                     f,
-                    "{app}: canary of {version}: steps {}, {} each, max 5xx {:.1}%{}, min {} requests (owner {owner})",
+                    "{app}: canary of {version}: steps {}, {} each, max 5xx {:.1}%{}, min {} requests{} (owner {owner})",
                     steps.join(","),
                     humantime::format_duration(Duration::from_millis(analysis.interval_ms)),
                     analysis.max_error_rate * 100.0,
@@ -285,6 +298,11 @@ impl fmt::Display for Line<'_> {
                         .map(|ms| format!(", max mean latency {ms} ms"))
                         .unwrap_or_default(),
                     analysis.min_requests,
+                    if analysis.dry_run {
+                        ", dry run: verdicts are reported, never acted on"
+                    } else {
+                        ""
+                    },
                 )
             }
             Event::Started {
@@ -381,6 +399,19 @@ impl fmt::Display for Line<'_> {
             } => write!(
                 f,
                 "step {step}/{of} passed: {} {canary}; others {stable}",
+                canary.version
+            ),
+            Event::StepWouldFail {
+                step,
+                of,
+                reason,
+                failed_after_ms,
+                canary,
+                stable,
+            } => write!(
+                f,
+                "step {step}/{of} would have rolled back after {}: {reason}; going on (--dry-run-analysis): {} {canary}; others {stable}",
+                duration_text(Duration::from_millis(*failed_after_ms)),
                 canary.version
             ),
             Event::Paused { by: who, reason, .. } => write!(
@@ -488,6 +519,7 @@ mod tests {
             max_latency_ms: Some(250.0),
             min_requests: 20,
             on_no_data: OnNoData::Wait,
+            dry_run: false,
         };
         let steps = vec![Step::Dark, Step::Slots(1), Step::All];
         let mut event = Event::Started {
@@ -760,6 +792,24 @@ mod tests {
         assert_eq!(
             text,
             "app1: every slot already serves v2: nothing to do; nothing written"
+        );
+    }
+
+    #[test]
+    fn a_step_that_would_fail_says_when_and_why_and_goes_on() {
+        let event = Event::StepWouldFail {
+            step: 1,
+            of: 3,
+            reason: "v2 5xx rate 30.0% over --max-error-rate 1.0%".into(),
+            failed_after_ms: 2000,
+            canary: VersionCounts::new("v2", &counts(40, 12, 48.0)),
+            stable: VersionCounts::new("stable", &counts(400, 0, 400.0)),
+        };
+        let (json, text) = printed(&event);
+        assert!(json.contains(r#""event":"step_would_fail","failed_after_ms":2000,"of":3,"reason":"v2 5xx rate 30.0% over --max-error-rate 1.0%","stable":"#), "{json}");
+        assert!(
+            text.starts_with("step 1/3 would have rolled back after 2s: v2 5xx rate 30.0% over --max-error-rate 1.0%; going on (--dry-run-analysis): v2 30.0% 5xx of 40 requests"),
+            "{text}"
         );
     }
 

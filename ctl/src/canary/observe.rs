@@ -19,6 +19,13 @@ pub(super) enum Outcome {
     Passed(Observation),
     /// The step failed its analysis: why.
     Failed(String),
+    /// `--dry-run-analysis`: the step failed its analysis (why, and how far into the
+    /// step), and was observed to its end anyway.
+    WouldFail {
+        why: String,
+        after: Duration,
+        obs: Observation,
+    },
     /// Aborted or interrupted: why.
     Stopped(String),
 }
@@ -27,6 +34,7 @@ impl Runner<'_> {
     /// Observes step `number` for the interval (paused time does not count), judging
     /// the counts so far every second: over a threshold (with enough requests) fails at
     /// once; the verdict at the end decides, with `--on-no-data` for too few requests.
+    /// With `--dry-run-analysis` a failure is noted and the step observed to its end.
     pub(super) async fn observe(&mut self, number: usize) -> Result<Outcome> {
         let n = self.n();
         let version = self.rollout.version.clone();
@@ -45,6 +53,8 @@ impl Runner<'_> {
             Instant::now(),
         );
         let mut obs = Observation::default();
+        // --dry-run-analysis: the first failure, and how far into the step.
+        let mut failed: Option<(String, Duration)> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -67,6 +77,9 @@ impl Runner<'_> {
                     }
                 }
                 match window.midway(judge(&obs, &analysis, &version)) {
+                    Decision::Fail(why) if analysis.dry_run => {
+                        failed.get_or_insert((why, window.elapsed()));
+                    }
                     Decision::Fail(why) => return Ok(Outcome::Failed(why)),
                     Decision::Pass => return Ok(Outcome::Passed(obs)),
                     _ => {}
@@ -79,7 +92,16 @@ impl Runner<'_> {
             }
             let end = self.read_fresh_stats().await?;
             obs = Observation::split(&stats::between(&before, &end), &version);
-            match window.at_end(judge(&obs, &analysis, &version), analysis.on_no_data) {
+            let decision = window.at_end(judge(&obs, &analysis, &version), analysis.on_no_data);
+            if analysis.dry_run {
+                if let Decision::Fail(why) = &decision {
+                    failed.get_or_insert((why.clone(), window.elapsed()));
+                }
+                if let Some((why, after)) = failed {
+                    return Ok(Outcome::WouldFail { why, after, obs });
+                }
+            }
+            match decision {
                 Decision::Pass => return Ok(Outcome::Passed(obs)),
                 Decision::Fail(why) => return Ok(Outcome::Failed(why)),
                 Decision::PassWithoutData(reason) => {

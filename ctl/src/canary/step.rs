@@ -110,6 +110,19 @@ impl Runner<'_> {
                 self.events.emit(passed);
                 StepEnd::Again
             }
+            Outcome::WouldFail { why, after, obs } => {
+                self.rollout.passed = number;
+                let version = &self.rollout.version;
+                self.events.emit(Event::StepWouldFail {
+                    step: number,
+                    of: n,
+                    reason: why,
+                    failed_after_ms: after.as_millis() as u64,
+                    canary: VersionCounts::new(version, &obs.canary),
+                    stable: VersionCounts::new("stable", &obs.stable),
+                });
+                StepEnd::Again
+            }
             Outcome::Failed(why) => roll_back(format!("step {number}/{n} ({description}): {why}")),
             Outcome::Stopped(reason) => roll_back(reason),
         })

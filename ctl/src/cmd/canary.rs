@@ -110,6 +110,12 @@ pub struct CanaryArgs {
     /// Dark-first match: a source network. Repeatable.
     #[arg(long, value_name = "NET", value_parser = super::cidr_match, requires = "dark_first")]
     cidr: Vec<Match>,
+    /// Judge and report every step (`step_would_fail` when a step would have been
+    /// rolled back, and after how long) but never roll back on a verdict: for tuning
+    /// the thresholds on real traffic. Aborts, interrupts and agents that do not apply
+    /// a step still roll back.
+    #[arg(long, conflicts_with = "resume")]
+    dry_run_analysis: bool,
     /// Pause before the final step until `discoctl resume APP`.
     #[arg(long, conflicts_with = "resume")]
     confirm: bool,
@@ -165,6 +171,7 @@ pub async fn run(ctx: &Ctx, args: CanaryArgs) -> Result {
             max_latency_ms: args.max_latency,
             min_requests: args.min_requests,
             on_no_data: args.on_no_data.into(),
+            dry_run: args.dry_run_analysis,
         },
         dark_matches: matches,
         confirm: args.confirm,
