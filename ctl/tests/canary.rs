@@ -2,7 +2,8 @@
 //! from its stats socket) and nginx (statistics from its access log), backends and
 //! load. A healthy v2 goes all the way without a failed request; a v2 answering 500s
 //! is rolled back at its first step, with the reason in the audit log, and with
-//! `--dry-run-analysis` is reported at its first step and goes on. With template
+//! `--dry-run-analysis` is reported at its first step and goes on. A `--gate` that says
+//! no pauses the canary; `--notify` gets every event, and never delays a rollback. With template
 //! agents (no proxies): abort, pause/resume, --confirm, the lock against a second
 //! canary, and a crashed canary taken over with --resume or rolled back by `abort`.
 
@@ -354,6 +355,129 @@ async fn a_dry_run_reports_the_step_that_would_fail_and_goes_on() {
     assert_eq!(rollout(&store, "app1").await.unwrap()["state"], "done");
     assert!(history(&etcd).iter().all(|r| r["action"] != "rollback"));
     drop(load);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_that_refuses_pauses_the_canary_and_every_event_is_notified() {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let seeded = seed_three_slots(&store).await;
+    let lb1 = template_agent(&etcd, "lb1", "10s");
+    applied(&store, &lb1, seeded).await;
+    let gate = Webhook::start();
+    gate.set_status(503);
+    let notify = Webhook::start();
+    let (gate_url, notify_url) = (gate.url("/gate"), notify.url("/events"));
+    let mut canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,all",
+            "--interval",
+            "1s",
+            "--on-no-data",
+            "pass",
+            "--gate",
+            &gate_url,
+            "--notify",
+            &notify_url,
+        ],
+    );
+
+    // The gate says no to step 1: paused, nothing applied, the gate's answer as reason.
+    let paused = canary.wait_event("paused", MINUTE, |_| true);
+    let reason = paused["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("gate {gate_url} did not allow step 1/2: HTTP 503")),
+        "{reason}"
+    );
+    assert_eq!(paused["by"], "gate");
+    assert_eq!(
+        on_v2(&store).await,
+        0,
+        "nothing applied before the gate allows it"
+    );
+    assert_eq!(rollout(&store, "app1").await.unwrap()["state"], "paused");
+    let asked = gate.bodies();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert_eq!(
+        (
+            &asked[0]["app"],
+            &asked[0]["version"],
+            &asked[0]["step"],
+            &asked[0]["of"]
+        ),
+        (
+            &Value::from("app1"),
+            &Value::from("v2"),
+            &Value::from(1),
+            &Value::from(2)
+        ),
+    );
+    assert!(asked[0]["statistics"].is_object(), "{asked:#?}");
+
+    // Allowed now: `resume` asks again, and every step goes through the gate.
+    gate.set_status(200);
+    assert_eq!(ok_json(&etcd, &["resume", "app1"])["result"], "resumed");
+    let (code, events, stderr) = canary.finish(MINUTE);
+    assert_eq!(code, Some(0), "{events:#?}\n{stderr}");
+    let steps: Vec<u64> = gate
+        .bodies()
+        .iter()
+        .map(|b| b["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 1, 2]);
+    assert_eq!(on_v2(&store).await, 3);
+
+    // Every event but the observations reached the receiver, in order, before exit.
+    let printed: Vec<Value> = events
+        .into_iter()
+        .filter(|e| e["event"] != "observation")
+        .collect();
+    assert_eq!(notify.bodies(), printed);
+    assert!(names(&printed).contains(&"resumed"), "{printed:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_does_not_delay_a_rollback() {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let seeded = seed_three_slots(&store).await;
+    let lb1 = template_agent(&etcd, "lb1", "10s");
+    applied(&store, &lb1, seeded).await;
+    let notify = Webhook::start();
+    notify.set_status(disco_testkit::webhook::NO_ANSWER);
+    let notify_url = notify.url("/events");
+    let mut canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,all",
+            "--interval",
+            "60s",
+            "--notify",
+            &notify_url,
+        ],
+    );
+    canary.wait_event("applied", MINUTE, |e| e["step"] == 1);
+    ok_json(&etcd, &["abort", "app1"]);
+    // Rolled back while the first notification still waits for its answer.
+    canary.wait_event("rolled_back", MINUTE, |_| true);
+    assert_eq!(on_v2(&store).await, 0);
+    assert_eq!(
+        rollout(&store, "app1").await.unwrap()["state"],
+        "rolled_back"
+    );
+    assert!(canary.running(), "still draining the notifications");
+    let (code, _, stderr) = canary.finish(MINUTE);
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("dropped"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

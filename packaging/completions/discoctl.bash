@@ -531,7 +531,7 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__canary)
-            opts="-o -h --steps --interval --max-error-rate --max-latency --min-requests --on-no-data --dark-first --header --cookie --cidr --dry-run-analysis --confirm --resume --timeout --lock-ttl --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
+            opts="-o -h --steps --interval --max-error-rate --max-latency --min-requests --on-no-data --dark-first --header --cookie --cidr --dry-run-analysis --gate --notify --confirm --resume --timeout --lock-ttl --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -570,6 +570,14 @@ _discoctl() {
                     return 0
                     ;;
                 --cidr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --notify)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -296,6 +296,8 @@ pass\t'Count the step as passed'"
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l header -d 'Dark-first match: a request header NAME=VALUE. Repeatable' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l cookie -d 'Dark-first match: a cookie NAME=VALUE. Repeatable' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l cidr -d 'Dark-first match: a source network. Repeatable' -r
+complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l gate -d 'Ask URL (HTTP POST of the step and the traffic statistics, JSON) before each step; anything but a 2xx answer (after retries on timeouts) pauses the canary until `discoctl resume APP`, which asks again. Repeatable. Not recorded: give it again with --resume' -r
+complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l notify -d 'POST every event (the -o json line; observations left out) to URL, in order, with a 5 s timeout and 3 attempts, from the background: a slow receiver never delays a step or a rollback. Repeatable. Not recorded: give it again with --resume' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l timeout -d 'Longest wait for the LB agents to apply each step; past it the canary is rolled back and the exit code is 3' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l lock-ttl -d 'Lease of this process\'s lock on the canary: how soon another discoctl can take over (--resume) after this one dies' -r
 complete -c discoctl -n "__fish_discoctl_using_subcommand canary" -l endpoints -d 'etcd client URLs, comma separated' -r

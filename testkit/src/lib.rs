@@ -12,14 +12,17 @@
 //! - [`state`]: the routing state in etcd: keys, seeding apps, reading routes and
 //!   canary records; agents' published statuses and waiting for them.
 //! - [`proxy`]: a real HAProxy or nginx driven by an agent's target.
+//! - [`webhook`]: a webhook receiver that records what is POSTed and answers as told.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod config;
 pub mod proxy;
 pub mod state;
+pub mod webhook;
 
 pub use agent::{agent_binary, Agent};
 pub use config::{AgentConfig, TargetConfig};
 pub use proxy::Proxy;
 pub use state::*;
+pub use webhook::Webhook;

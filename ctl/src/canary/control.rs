@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::lock::{self, Lock};
-use super::runner::Runner;
+use super::runner::{Hooks, Runner};
 use crate::context::{Ctx, Output};
 use crate::exit::{self, Failure, Result};
 
@@ -238,7 +238,15 @@ pub async fn abort(
     };
     // Nobody runs it: take the lock and roll back here.
     let (lock, rollout_rev) = Lock::acquire(ctx, app, lock_ttl, &mut rollout, Some(&kv)).await?;
-    let runner = Runner::new(ctx, app, rollout, rollout_rev, lock, timeout);
+    let runner = Runner::new(
+        ctx,
+        app,
+        rollout,
+        rollout_rev,
+        lock,
+        timeout,
+        Hooks::default(),
+    );
     match runner.abort().await {
         Err(f) if f.code == exit::ROLLED_BACK => Ok(()),
         other => other,

@@ -16,9 +16,12 @@
 //! - `control`: `pause`, `resume`, `abort`.
 //! - `record`, `lock`, `interrupt`: the record in etcd, the lock, SIGINT/SIGTERM.
 //! - `event`: what a canary reports (the `-o json` schema); `output`: printing it.
+//! - `hooks`: `--notify` (every event POSTed in the background) and `--gate` (asked
+//!   before each step; a refusal pauses the canary).
 
 pub mod control;
 mod event;
+mod hooks;
 mod interrupt;
 mod lock;
 mod observe;
@@ -31,4 +34,6 @@ mod start;
 mod step;
 mod window;
 
+pub use hooks::parse_url;
+pub use runner::Hooks;
 pub use start::{start, take_over, Settings};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::event::{Event, Line};
+use super::hooks::Notifier;
 use crate::context::Output;
 
 /// How often the progress line is printed when stdout is not a terminal, and how often
@@ -25,6 +26,8 @@ pub struct Events {
     /// A progress line is on screen without its newline (terminal only).
     line_open: bool,
     last_progress: Option<Instant>,
+    /// `--notify`: where every event but observations is sent too.
+    notifier: Option<Notifier>,
 }
 
 impl Events {
@@ -35,12 +38,30 @@ impl Events {
             tty: std::io::stdout().is_terminal(),
             line_open: false,
             last_progress: None,
+            notifier: None,
+        }
+    }
+
+    /// Sends every event from now on (observations left out) to `notifier` too.
+    pub fn notify_to(&mut self, notifier: Option<Notifier>) {
+        self.notifier = notifier;
+    }
+
+    /// Waits (bounded) for the notifications still queued; the end of a canary.
+    pub async fn drain(&mut self) {
+        if let Some(notifier) = self.notifier.take() {
+            notifier.drain().await;
         }
     }
 
     /// Prints `event`: its JSON line with `-o json`, else its text line.
     pub fn emit(&mut self, event: Event) {
         let line = Line::now(&self.app, &event);
+        if let Some(notifier) = &self.notifier {
+            if !matches!(event, Event::Observation { .. }) {
+                notifier.send(line.json());
+            }
+        }
         let mut out = std::io::stdout().lock();
         match self.output {
             Output::Json => {

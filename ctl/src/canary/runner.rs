@@ -13,6 +13,7 @@ use disco::rollout::{Rollout, RolloutState};
 use disco::store::Kv;
 
 use super::event::Event;
+use super::hooks::{GateRequest, Gates, Notifier};
 use super::interrupt::Interrupt;
 use super::lock::Lock;
 use super::output::Events;
@@ -33,6 +34,27 @@ pub struct Runner<'a> {
     pub(super) interrupt: Interrupt,
     /// The revision of the last step committed here.
     pub(super) last_revision: i64,
+    /// `--gate`: asked before each step.
+    gates: Gates,
+}
+
+/// What the gates said of a step.
+enum Gate {
+    /// Every gate answered 2xx (or there is none).
+    Open,
+    /// A gate refused or did not answer: why.
+    Closed(String),
+    /// SIGINT/SIGTERM while asking: roll back, why.
+    Interrupted(String),
+}
+
+/// A canary's webhooks (`--gate`, `--notify`): not recorded, given to each run.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Asked before each step; anything but a 2xx pauses the canary.
+    pub gates: Vec<String>,
+    /// Sent every event.
+    pub notify: Vec<String>,
 }
 
 /// How a step ended, when not with an error.
@@ -54,17 +76,21 @@ impl<'a> Runner<'a> {
         rollout_rev: i64,
         lock: Lock,
         timeout: Duration,
+        hooks: Hooks,
     ) -> Runner<'a> {
+        let mut events = Events::new(app, ctx.output);
+        events.notify_to(Notifier::start(hooks.notify));
         Runner {
             ctx,
             app: app.to_string(),
             rollout,
             rollout_rev,
             lock: Some(lock),
-            events: Events::new(app, ctx.output),
+            events,
             timeout,
             interrupt: Interrupt::install(app),
             last_revision: 0,
+            gates: Gates::new(hooks.gates),
         }
     }
 
@@ -83,6 +109,8 @@ impl<'a> Runner<'a> {
                 lock.release(self.ctx).await;
             }
         }
+        // After everything is done (a rollback included): the last notifications.
+        self.events.drain().await;
         result
     }
 
@@ -93,6 +121,7 @@ impl<'a> Runner<'a> {
         if let Some(lock) = self.lock.take() {
             lock.release(self.ctx).await;
         }
+        self.events.drain().await;
         result
     }
 
@@ -169,6 +198,16 @@ impl<'a> Runner<'a> {
             }
             let number = self.rollout.passed + 1;
             if announced != Some(number) {
+                match self.ask_gates(number).await? {
+                    Gate::Open => {}
+                    Gate::Closed(why) => {
+                        pause_announced = self.pause_for(why).await?;
+                        continue;
+                    }
+                    Gate::Interrupted(reason) => {
+                        return self.roll_back(reason, exit::ROLLED_BACK).await
+                    }
+                }
                 announced = Some(number);
                 self.events.emit(Event::StepStarted {
                     step: number,
@@ -246,6 +285,45 @@ impl<'a> Runner<'a> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Asks the `--gate` URLs whether step `number` may be applied.
+    async fn ask_gates(&mut self, number: usize) -> Result<Gate> {
+        if self.gates.is_empty() {
+            return Ok(Gate::Open);
+        }
+        let records = disco::stats::read(&self.ctx.store, &self.ctx.keyspace, &self.app).await?;
+        let request = GateRequest {
+            app: &self.app,
+            version: &self.rollout.version,
+            step: number,
+            of: self.n(),
+            description: self.describe(number),
+            passed: self.rollout.passed,
+            statistics: disco::stats::merge(&records),
+            at: now_rfc3339(),
+        };
+        Ok(tokio::select! {
+            answer = self.gates.ask(&request) => answer.map_or(Gate::Open, Gate::Closed),
+            signal = self.interrupt.fired() => Gate::Interrupted(format!("interrupted by {signal} while asking the gates")),
+        })
+    }
+
+    /// Pauses the canary for `why` (a gate's refusal). True once paused (announced);
+    /// false on a conflict (re-read; the loop decides).
+    async fn pause_for(&mut self, why: String) -> Result<bool> {
+        let mut next = self.rollout.clone();
+        next.state = RolloutState::Paused;
+        next.reason = Some(format!(
+            "{why}; `discoctl resume {}` asks again, `discoctl abort {}` rolls back",
+            self.app, self.app
+        ));
+        next.changed_by = Some("gate".into());
+        if self.commit(ChangeSet::default(), next).await?.is_none() {
+            return Ok(false);
+        }
+        self.emit_paused();
+        Ok(true)
     }
 
     /// Records the canary as done. False on a conflict (re-read; the loop decides).

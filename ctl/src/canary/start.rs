@@ -11,7 +11,7 @@ use disco::rollout::{preflight, Analysis, Original, Rollout, RolloutState, Step}
 use super::event::{Event, TakeOver};
 use super::lock::{self, Lock};
 use super::output::Events;
-use super::runner::Runner;
+use super::runner::{Hooks, Runner};
 use crate::context::Ctx;
 use crate::exit::{self, Failure, Result};
 
@@ -30,6 +30,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// The lock's lease.
     pub lock_ttl: Duration,
+    /// `--gate` and `--notify`.
+    pub hooks: Hooks,
 }
 
 /// Starts a canary of `app` and runs it to its end.
@@ -91,6 +93,7 @@ pub async fn start(ctx: &Ctx, app: &str, settings: Settings) -> Result {
         rollout_rev,
         lock,
         settings.timeout,
+        settings.hooks,
     );
     runner.events().emit(Event::Started {
         version,
@@ -133,6 +136,7 @@ pub async fn take_over(
     version: Option<&str>,
     lock_ttl: Duration,
     timeout: Duration,
+    hooks: Hooks,
 ) -> Result {
     crate::app_state::read(ctx, app).await?;
     let Some((kv, mut rollout)) = super::record::read(ctx, app).await? else {
@@ -157,7 +161,7 @@ pub async fn take_over(
     let previous_owner = rollout.owner.clone();
     rollout.changed_by = Some(ctx.actor.clone());
     let (lock, rollout_rev) = Lock::acquire(ctx, app, lock_ttl, &mut rollout, Some(&kv)).await?;
-    let mut runner = Runner::new(ctx, app, rollout.clone(), rollout_rev, lock, timeout);
+    let mut runner = Runner::new(ctx, app, rollout.clone(), rollout_rev, lock, timeout, hooks);
     runner.events().emit(Event::Started {
         version: rollout.version,
         steps: rollout.steps,

@@ -116,6 +116,18 @@ pub struct CanaryArgs {
     /// a step still roll back.
     #[arg(long, conflicts_with = "resume")]
     dry_run_analysis: bool,
+    /// Ask URL (HTTP POST of the step and the traffic statistics, JSON) before each
+    /// step; anything but a 2xx answer (after retries on timeouts) pauses the canary
+    /// until `discoctl resume APP`, which asks again. Repeatable. Not recorded: give it
+    /// again with --resume.
+    #[arg(long, value_name = "URL", value_parser = canary::parse_url)]
+    gate: Vec<String>,
+    /// POST every event (the -o json line; observations left out) to URL, in order,
+    /// with a 5 s timeout and 3 attempts, from the background: a slow receiver never
+    /// delays a step or a rollback. Repeatable. Not recorded: give it again with
+    /// --resume.
+    #[arg(long, value_name = "URL", value_parser = canary::parse_url)]
+    notify: Vec<String>,
     /// Pause before the final step until `discoctl resume APP`.
     #[arg(long, conflicts_with = "resume")]
     confirm: bool,
@@ -137,6 +149,10 @@ pub async fn run(ctx: &Ctx, args: CanaryArgs) -> Result {
     if args.lock_ttl < Duration::from_secs(2) {
         return Err(exit::usage("--lock-ttl must be at least 2s"));
     }
+    let hooks = canary::Hooks {
+        gates: args.gate.clone(),
+        notify: args.notify.clone(),
+    };
     if args.resume {
         return canary::take_over(
             ctx,
@@ -144,6 +160,7 @@ pub async fn run(ctx: &Ctx, args: CanaryArgs) -> Result {
             args.version.as_deref(),
             args.lock_ttl,
             args.timeout,
+            hooks,
         )
         .await;
     }
@@ -177,6 +194,7 @@ pub async fn run(ctx: &Ctx, args: CanaryArgs) -> Result {
         confirm: args.confirm,
         timeout: args.timeout,
         lock_ttl: args.lock_ttl,
+        hooks,
     };
     canary::start(ctx, &args.app, settings).await
 }
