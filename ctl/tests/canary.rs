@@ -78,6 +78,17 @@ fn load(url: &str) -> Load {
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// etcd with app1 on three slots ([`seed_three_slots`]), and LB agent `lb1` rendering
+/// the template (status lease 10 s), which has applied it.
+async fn three_slots_and_a_template_agent() -> (Etcd, disco::store::Store, Agent) {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let seeded = seed_three_slots(&store).await;
+    let lb1 = template_agent(&etcd, "lb1", "10s");
+    applied(&store, &lb1, seeded).await;
+    (etcd, store, lb1)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_completes_with_no_failed_request() {
     let etcd = Etcd::start();
@@ -359,11 +370,7 @@ async fn a_dry_run_reports_the_step_that_would_fail_and_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gate_that_refuses_pauses_the_canary_and_every_event_is_notified() {
-    let etcd = Etcd::start();
-    let store = store(etcd.endpoints());
-    let seeded = seed_three_slots(&store).await;
-    let lb1 = template_agent(&etcd, "lb1", "10s");
-    applied(&store, &lb1, seeded).await;
+    let (etcd, store, _lb1) = three_slots_and_a_template_agent().await;
     let gate = Webhook::start();
     gate.set_status(503);
     let notify = Webhook::start();
@@ -443,11 +450,7 @@ async fn a_gate_that_refuses_pauses_the_canary_and_every_event_is_notified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_never_answers_does_not_delay_a_rollback() {
-    let etcd = Etcd::start();
-    let store = store(etcd.endpoints());
-    let seeded = seed_three_slots(&store).await;
-    let lb1 = template_agent(&etcd, "lb1", "10s");
-    applied(&store, &lb1, seeded).await;
+    let (etcd, store, _lb1) = three_slots_and_a_template_agent().await;
     let notify = Webhook::start();
     notify.set_status(disco_testkit::webhook::NO_ANSWER);
     let notify_url = notify.url("/events");
@@ -482,11 +485,7 @@ async fn a_receiver_that_never_answers_does_not_delay_a_rollback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_from_another_process_rolls_back_and_a_second_canary_is_refused() {
-    let etcd = Etcd::start();
-    let store = store(etcd.endpoints());
-    let seeded = seed_three_slots(&store).await;
-    let lb1 = template_agent(&etcd, "lb1", "10s");
-    applied(&store, &lb1, seeded).await;
+    let (etcd, store, lb1) = three_slots_and_a_template_agent().await;
 
     let mut canary = Background::start(
         &etcd,
@@ -568,11 +567,7 @@ async fn abort_from_another_process_rolls_back_and_a_second_canary_is_refused() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() {
-    let etcd = Etcd::start();
-    let store = store(etcd.endpoints());
-    let seeded = seed_three_slots(&store).await;
-    let lb1 = template_agent(&etcd, "lb1", "10s");
-    applied(&store, &lb1, seeded).await;
+    let (etcd, store, _lb1) = three_slots_and_a_template_agent().await;
 
     // Template agents publish no statistics: every step has no data, and passes.
     let mut canary = Background::start(
@@ -680,11 +675,7 @@ async fn pause_stops_the_steps_resume_continues_and_confirm_waits_for_a_human() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_canary_is_taken_over_with_resume_or_rolled_back_with_abort() {
-    let etcd = Etcd::start();
-    let store = store(etcd.endpoints());
-    let seeded = seed_three_slots(&store).await;
-    let lb1 = template_agent(&etcd, "lb1", "10s");
-    applied(&store, &lb1, seeded).await;
+    let (etcd, store, _lb1) = three_slots_and_a_template_agent().await;
 
     let args = [
         "canary",
