@@ -374,12 +374,17 @@ async fn published_stats_by_version(kind: &str) {
         .set("http_listen", format!("127.0.0.1:{port}"));
     let _haproxy;
     let _nginx;
+    let log_socket = dir.path().join("haproxy-log.sock");
     let target = match kind {
-        "haproxy" => {
+        "haproxy" | "haproxy-log" => {
             let fragment = dir.path().join("disco.cfg");
             let h = Haproxy::start(&fragment);
-            let t = TargetConfig::haproxy(&fragment, &h)
+            let mut t = TargetConfig::haproxy(&fragment, &h)
                 .set("stats_socket", h.stats_socket().display());
+            // Per-request records: HTTP counts from the log only, `show stat` for tcp.
+            if kind == "haproxy-log" {
+                t = t.set("log_socket", log_socket.display());
+            }
             _haproxy = Some(h);
             t
         }
@@ -401,7 +406,7 @@ async fn published_stats_by_version(kind: &str) {
         }
     };
     let config = config.target(target.listen("app1", &listen));
-    let agent = Agent::start(dir.path(), "lb1", &config.toml());
+    let mut agent = Agent::start(dir.path(), "lb1", &config.toml());
     applied(&store, &agent, rev).await;
 
     let load = Load::start(&format!("http://{listen}/"), LoadOptions::default());
@@ -434,7 +439,7 @@ async fn published_stats_by_version(kind: &str) {
         ("lb1", "app1")
     );
     // Sources by target name and kind (the balancer is an nginx target).
-    let target = kind.trim_end_matches("-balancer");
+    let target = kind.trim_end_matches("-balancer").trim_end_matches("-log");
     assert_eq!(
         record.sources,
         BTreeMap::from([(target.to_string(), target.to_string())])
@@ -462,13 +467,22 @@ async fn published_stats_by_version(kind: &str) {
     );
     assert!(v1.total.requests <= v1a.requests() + v1b.requests());
     assert!(v1.total.timed > 0 && v1.total.mean_ms().is_some());
-    if kind.starts_with("nginx") {
+    if kind == "haproxy" {
         assert!(
-            v1.total.percentile_ms(0.95).is_some(),
-            "nginx gives a histogram"
+            v1.total.buckets.is_empty(),
+            "`show stat` gives no histogram"
         );
     } else {
-        assert!(v1.total.buckets.is_empty(), "HAProxy gives no histogram");
+        // Per-request times: a histogram of every timed request, and percentiles in
+        // order; the test backends answer at once, so well under a second.
+        for s in [v1, v2s] {
+            assert_eq!(s.total.buckets.last(), Some(&s.total.timed), "{s:?}");
+            assert!(s.total.timed > 0, "{s:?}");
+            let p = [0.5, 0.95, 0.99].map(|q| s.total.percentile_ms(q).unwrap());
+            assert!(p[0] <= p[1] && p[1] <= p[2] && p[2] < 1000.0, "{p:?}");
+            let window = [s.p50_ms, s.p95_ms, s.p99_ms].map(Option::unwrap);
+            assert!(window[0] <= window[1] && window[1] <= window[2], "{s:?}");
+        }
     }
 
     // The same counters on /metrics.
@@ -488,11 +502,27 @@ async fn published_stats_by_version(kind: &str) {
     let doc: serde_json::Value =
         serde_json::from_str(&http_get(&format!("{base}/status")).await.1).unwrap();
     assert!(doc["traffic"]["app1"]["versions"]["v2"]["total"]["requests"].as_u64() > Some(0));
+    if kind == "haproxy-log" {
+        assert!(log_socket.exists());
+        agent.stop();
+        assert!(
+            !log_socket.exists(),
+            "the agent removes its log socket on exit"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_stats_socket_gives_per_version_5xx_rates() {
     published_stats_by_version("haproxy").await;
+}
+
+/// HAProxy with a log socket: per-request records give the 5xx rates and a latency
+/// histogram (p50/p95/p99); with the stats socket set too, nothing is counted twice
+/// (each version's count stays within what its backends answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_log_socket_gives_per_version_5xx_rates_and_percentiles() {
+    published_stats_by_version("haproxy-log").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
