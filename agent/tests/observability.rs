@@ -339,7 +339,7 @@ async fn healthz_metrics_and_status_follow_applies_and_etcd() {
 }
 
 /// One proxy under load, app1 with slots instance1 and instance2 on v1 and instance3 on
-/// v2, whose backend answers 500 to every 5th request.
+/// v2, whose backend answers 500 to every 5th request, each after 30 ms.
 async fn published_stats_by_version(kind: &str) {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
@@ -348,6 +348,7 @@ async fn published_stats_by_version(kind: &str) {
     let v1b = Backend::start("v1");
     let v2 = Backend::start("v2");
     v2.set_error_rate(0.2);
+    v2.set_latency(Duration::from_millis(30));
     let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
     let rev = seed_checked_app(
         &store,
@@ -483,6 +484,10 @@ async fn published_stats_by_version(kind: &str) {
             let window = [s.p50_ms, s.p95_ms, s.p99_ms].map(Option::unwrap);
             assert!(window[0] <= window[1] && window[1] <= window[2], "{s:?}");
         }
+        // v2 answers after 30 ms, v1 at once: the median shows it.
+        let p50 = |s: &VersionStats| s.total.percentile_ms(0.5).unwrap();
+        assert!(p50(v2s) >= 25.0, "v2 takes 30 ms: {v2s:?}");
+        assert!(p50(v1) < p50(v2s), "{v1:?}");
     }
 
     // The same counters on /metrics.
