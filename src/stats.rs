@@ -6,8 +6,10 @@
 //!
 //! Counts come from the data plane: HAProxy's `show stat` (per server, mapped to the
 //! version it serves) or an nginx access log the agent tails (per request, mapped by
-//! upstream address). HAProxy gives no per-request times, so its counts have a mean
-//! response time but no histogram (and so no percentile); nginx's have both.
+//! upstream address), or the per-request records HAProxy sends to the agent's log socket
+//! (per request, mapped by backend and server). `show stat` gives no per-request times,
+//! so those counts have a mean response time but no histogram (and so no percentile);
+//! the per-request sources have both.
 
 use std::collections::BTreeMap;
 
@@ -41,7 +43,7 @@ pub struct Counts {
     /// Response-time histogram, cumulative as in Prometheus: `buckets[i]` counts the
     /// requests that took at most [`BUCKETS_MS`]`[i]` ms, and the last element (one past
     /// `BUCKETS_MS`) counts them all (`+Inf`). Empty when the source has no per-request
-    /// times (HAProxy).
+    /// times (HAProxy's `show stat`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub buckets: Vec<u64>,
 }
@@ -166,10 +168,18 @@ pub struct VersionStats {
     /// The window's mean response time in ms; null without timed requests.
     #[serde(default)]
     pub mean_ms: Option<f64>,
+    /// The window's median response time in ms, from the histogram; null without one
+    /// (HAProxy's `show stat`) or without requests.
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
     /// The window's 95th percentile response time in ms, from the histogram; null
-    /// without one (HAProxy) or without requests.
+    /// without one (HAProxy's `show stat`) or without requests.
     #[serde(default)]
     pub p95_ms: Option<f64>,
+    /// The window's 99th percentile response time in ms, from the histogram; null
+    /// without one (HAProxy's `show stat`) or without requests.
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
 }
 
 impl VersionStats {
@@ -178,7 +188,9 @@ impl VersionStats {
         VersionStats {
             error_rate: window.error_rate(),
             mean_ms: window.mean_ms(),
+            p50_ms: window.percentile_ms(0.5),
             p95_ms: window.percentile_ms(0.95),
+            p99_ms: window.percentile_ms(0.99),
             total,
             window,
         }
@@ -368,11 +380,17 @@ mod tests {
         assert_eq!(merged["v2"].total.requests, 30);
         assert_eq!(merged["v2"].error_rate, Some(0.1));
         assert_eq!(merged["v1"].error_rate, Some(0.0));
-        let p95 = merged["v1"].p95_ms.unwrap();
-        assert!(
-            (4.8..=5.0).contains(&p95),
-            "3 ms lies in the (2.5, 5] bucket: {p95}"
-        );
+        let v1 = &merged["v1"];
+        for p in [v1.p50_ms, v1.p95_ms, v1.p99_ms] {
+            let p = p.unwrap();
+            assert!(
+                (2.5..=5.0).contains(&p),
+                "3 ms lies in the (2.5, 5] bucket: {p}"
+            );
+        }
+        assert!(v1.p50_ms < v1.p95_ms && v1.p95_ms < v1.p99_ms, "{v1:?}");
+        let p95 = v1.p95_ms.unwrap();
+        assert!((4.8..=5.0).contains(&p95), "{p95}");
 
         // lb1 counted on; lb2 restarted; lb3 is new.
         let a1 = record("lb1", "t0", counts(15, 0), counts(20, 3));
@@ -390,7 +408,9 @@ mod tests {
         let json = serde_json::to_vec(&r).unwrap();
         let text = String::from_utf8(json.clone()).unwrap();
         assert!(text.contains(r#""error_rate":0.3333"#), "{text}");
-        assert!(text.contains(r#""p95_ms":null"#), "{text}");
+        for p in ["p50_ms", "p95_ms", "p99_ms"] {
+            assert!(text.contains(&format!(r#""{p}":null"#)), "{text}");
+        }
         let good = ks.key(&Key::Stats {
             app: "app1".into(),
             agent: "lb1".into(),

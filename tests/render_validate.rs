@@ -116,7 +116,22 @@ fn nginx_check_with(conf: &str, modules: &str) -> Output {
 
 #[test]
 fn haproxy_accepts_the_rich_fragment_without_warnings() {
-    let rendered = render::haproxy(&rich(), &HaproxyOptions::default());
+    haproxy_accepts_rich(&HaproxyOptions::default());
+}
+
+/// With a log socket (which need not exist for `haproxy -c`): the `log` and
+/// `log-format` lines of every HTTP frontend are valid HAProxy 2.6.
+#[test]
+fn haproxy_accepts_the_rich_fragment_with_a_log_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    haproxy_accepts_rich(&HaproxyOptions {
+        log_socket: Some(dir.path().join("log.sock").display().to_string()),
+        ..HaproxyOptions::default()
+    });
+}
+
+fn haproxy_accepts_rich(options: &HaproxyOptions) {
+    let rendered = render::haproxy(&rich(), options);
     let output = haproxy_check(&rendered.text);
     assert!(
         output.status.success(),

@@ -44,7 +44,7 @@ pub struct Config {
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
     /// How often traffic statistics are read from the proxies (targets with
-    /// `stats_socket` or `access_log`) and published to `<prefix>/stats/<app>/<agent_id>`:
+    /// `stats_socket`, `log_socket` or `access_log`) and published to `<prefix>/stats/<app>/<agent_id>`:
     /// the length of a stats window. Default: `5s`.
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
@@ -294,6 +294,15 @@ pub struct TargetConfig {
     /// per-version traffic statistics. Default: none (no statistics from this target).
     #[serde(default)]
     pub stats_socket: Option<PathBuf>,
+    /// HAProxy: an absolute path where the agent binds a unix datagram socket (mode
+    /// 0660, before the first reload; removed on exit) that every generated HTTP
+    /// frontend logs each request to (`log <path> ... format raw` with disco's
+    /// `log-format`, in place of `option httplog`). The agent counts HTTP requests,
+    /// 5xx and response-time histograms per version from these records; with a
+    /// `stats_socket` too, that socket then counts only tcp apps, so nothing is
+    /// counted twice. Default: none (HTTP counts from `stats_socket`, no histogram).
+    #[serde(default)]
+    pub log_socket: Option<PathBuf>,
     /// HAProxy: a worker stats socket at `level admin` (`stats socket <path> level
     /// admin` in the operator's `global` section). With it, routing changes that keep
     /// the frontends and backends (flips, weights, endpoints added or removed, health,
@@ -327,6 +336,9 @@ pub struct TargetConfig {
     #[serde(default)]
     pub access_log: Option<PathBuf>,
 }
+
+/// A renderer's check of a path it writes into the proxy's configuration.
+type PathCheck = fn(&str) -> Result<(), String>;
 
 fn default_balancer_check() -> Duration {
     Duration::from_secs(2)
@@ -433,16 +445,31 @@ impl Config {
                     );
                 }
             }
-            if let Some(log) = &t.access_log {
+            // Paths written into the proxy's configuration, each for one kind.
+            let written: [(&str, &Option<PathBuf>, Kind, PathCheck); 2] = [
+                (
+                    "log_socket",
+                    &t.log_socket,
+                    Kind::Haproxy,
+                    disco::render::haproxy::check_log_socket,
+                ),
+                (
+                    "access_log",
+                    &t.access_log,
+                    Kind::Nginx,
+                    disco::render::nginx::check_access_log,
+                ),
+            ];
+            for (what, path, kind, check) in written {
+                let Some(path) = path else { continue };
                 anyhow::ensure!(
-                    t.kind == Kind::Nginx,
-                    "target {name:?}: `access_log` is for nginx targets"
+                    t.kind == kind,
+                    "target {name:?}: `{what}` is for {kind} targets"
                 );
-                let text = log
+                let text = path
                     .to_str()
-                    .ok_or_else(|| anyhow::anyhow!("target {name:?}: access_log must be UTF-8"))?;
-                disco::render::nginx::check_access_log(text)
-                    .map_err(|e| anyhow::anyhow!("target {name:?}: {e}"))?;
+                    .ok_or_else(|| anyhow::anyhow!("target {name:?}: {what} must be UTF-8"))?;
+                check(text).map_err(|e| anyhow::anyhow!("target {name:?}: {e}"))?;
             }
             for (what, argv) in [("check", &t.check), ("reload", &t.reload)] {
                 if let Some(argv) = argv {
@@ -606,6 +633,9 @@ mod tests {
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\nbalancer_socket = \"/s;x\"", "must be absolute"),
             ("[[target]]\nkind = \"nginx\"\npath = \"a\"\nbalancer_socket = \"/s\"", "must be absolute"),
             ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\naccess_log = \"/l\"", "for nginx targets"),
+            ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\nlog_socket = \"/l\"", "for haproxy targets"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\nlog_socket = \"l.sock\"", "absolute"),
+            ("[[target]]\nkind = \"haproxy\"\npath = \"/a\"\nlog_socket = \"/a b\"", "must not contain"),
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"/l/$host\"", "must not contain"),
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"l.log\"", "absolute"),
             ("stats_interval = \"10ms\"", "at least 100ms"),

@@ -304,25 +304,29 @@ impl Collector for TrafficCollector {
                     None,
                 )?;
         }
-        let mut family = encoder.encode_descriptor(
-            "disco_stats_unattributed_requests",
-            "Requests counted by a proxy that could not be attributed to an app version",
-            None,
-            MetricType::Counter,
-        )?;
-        for (target, n) in &totals.unattributed {
-            let labels = [("target", target.clone())];
-            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "disco_stats_read_errors",
-            "Failed readings of a proxy's statistics (stats socket or access log)",
-            None,
-            MetricType::Counter,
-        )?;
-        for (target, n) in &totals.read_errors {
-            let labels = [("target", target.clone())];
-            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        let per_target = [
+            (
+                "disco_stats_unattributed_requests",
+                "Requests counted by a proxy that could not be attributed to an app version",
+                &totals.unattributed,
+            ),
+            (
+                "disco_stats_read_errors",
+                "Failed readings of a proxy's statistics (stats socket, log socket or access log)",
+                &totals.read_errors,
+            ),
+            (
+                "disco_stats_ignored_records",
+                "Records on a proxy's log socket in a format the agent does not know",
+                &totals.ignored_records,
+            ),
+        ];
+        for (name, help, by_target) in per_target {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (target, n) in by_target {
+                let labels = [("target", target.clone())];
+                ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+            }
         }
         Ok(())
     }

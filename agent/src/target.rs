@@ -298,9 +298,13 @@ impl Target {
                 let keep = rt
                     .and_then(|rt| rt.loaded.as_ref())
                     .map_or(&empty, |l| &l.kinds);
+                let options = HaproxyOptions {
+                    log_socket: path_text(&self.config.log_socket),
+                    ..HaproxyOptions::default()
+                };
                 let (rendered, state) = render::haproxy::haproxy_cached(
                     snapshot,
-                    &HaproxyOptions::default(),
+                    &options,
                     rt.map(|rt| &rt.files),
                     keep,
                     &mut self.cache,
@@ -314,11 +318,7 @@ impl Target {
             }
             Kind::Nginx => {
                 let options = NginxOptions {
-                    access_log: self
-                        .config
-                        .access_log
-                        .as_ref()
-                        .map(|p| p.display().to_string()),
+                    access_log: path_text(&self.config.access_log),
                     ..NginxOptions::default()
                 };
                 let (rendered, balancer) = match &self.balancer {
@@ -834,6 +834,11 @@ impl Target {
 
 /// Writes `content` at `path` (creating its directory) unless it holds it already;
 /// returns whether it wrote.
+/// A configured path as the renderers take it (checked as UTF-8 by the config).
+fn path_text(path: &Option<PathBuf>) -> Option<String> {
+    path.as_ref().map(|p| p.display().to_string())
+}
+
 fn write_if_changed(path: &Path, content: &str) -> Result<bool, String> {
     if std::fs::read(path).ok().as_deref() == Some(content.as_bytes()) {
         return Ok(false);

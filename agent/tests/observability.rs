@@ -339,7 +339,7 @@ async fn healthz_metrics_and_status_follow_applies_and_etcd() {
 }
 
 /// One proxy under load, app1 with slots instance1 and instance2 on v1 and instance3 on
-/// v2, whose backend answers 500 to every 5th request.
+/// v2, whose backend answers 500 to every 5th request, each after 30 ms.
 async fn published_stats_by_version(kind: &str) {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
@@ -348,6 +348,7 @@ async fn published_stats_by_version(kind: &str) {
     let v1b = Backend::start("v1");
     let v2 = Backend::start("v2");
     v2.set_error_rate(0.2);
+    v2.set_latency(Duration::from_millis(30));
     let listen = format!("127.0.0.1:{}", disco_harness::ports::free_port());
     let rev = seed_checked_app(
         &store,
@@ -374,12 +375,17 @@ async fn published_stats_by_version(kind: &str) {
         .set("http_listen", format!("127.0.0.1:{port}"));
     let _haproxy;
     let _nginx;
+    let log_socket = dir.path().join("haproxy-log.sock");
     let target = match kind {
-        "haproxy" => {
+        "haproxy" | "haproxy-log" => {
             let fragment = dir.path().join("disco.cfg");
             let h = Haproxy::start(&fragment);
-            let t = TargetConfig::haproxy(&fragment, &h)
+            let mut t = TargetConfig::haproxy(&fragment, &h)
                 .set("stats_socket", h.stats_socket().display());
+            // Per-request records: HTTP counts from the log only, `show stat` for tcp.
+            if kind == "haproxy-log" {
+                t = t.set("log_socket", log_socket.display());
+            }
             _haproxy = Some(h);
             t
         }
@@ -401,7 +407,7 @@ async fn published_stats_by_version(kind: &str) {
         }
     };
     let config = config.target(target.listen("app1", &listen));
-    let agent = Agent::start(dir.path(), "lb1", &config.toml());
+    let mut agent = Agent::start(dir.path(), "lb1", &config.toml());
     applied(&store, &agent, rev).await;
 
     let load = Load::start(&format!("http://{listen}/"), LoadOptions::default());
@@ -434,7 +440,7 @@ async fn published_stats_by_version(kind: &str) {
         ("lb1", "app1")
     );
     // Sources by target name and kind (the balancer is an nginx target).
-    let target = kind.trim_end_matches("-balancer");
+    let target = kind.trim_end_matches("-balancer").trim_end_matches("-log");
     assert_eq!(
         record.sources,
         BTreeMap::from([(target.to_string(), target.to_string())])
@@ -462,13 +468,26 @@ async fn published_stats_by_version(kind: &str) {
     );
     assert!(v1.total.requests <= v1a.requests() + v1b.requests());
     assert!(v1.total.timed > 0 && v1.total.mean_ms().is_some());
-    if kind.starts_with("nginx") {
+    if kind == "haproxy" {
         assert!(
-            v1.total.percentile_ms(0.95).is_some(),
-            "nginx gives a histogram"
+            v1.total.buckets.is_empty(),
+            "`show stat` gives no histogram"
         );
     } else {
-        assert!(v1.total.buckets.is_empty(), "HAProxy gives no histogram");
+        // Per-request times: a histogram of every timed request, and percentiles in
+        // order; the test backends answer at once, so well under a second.
+        for s in [v1, v2s] {
+            assert_eq!(s.total.buckets.last(), Some(&s.total.timed), "{s:?}");
+            assert!(s.total.timed > 0, "{s:?}");
+            let p = [0.5, 0.95, 0.99].map(|q| s.total.percentile_ms(q).unwrap());
+            assert!(p[0] <= p[1] && p[1] <= p[2] && p[2] < 1000.0, "{p:?}");
+            let window = [s.p50_ms, s.p95_ms, s.p99_ms].map(Option::unwrap);
+            assert!(window[0] <= window[1] && window[1] <= window[2], "{s:?}");
+        }
+        // v2 answers after 30 ms, v1 at once: the median shows it.
+        let p50 = |s: &VersionStats| s.total.percentile_ms(0.5).unwrap();
+        assert!(p50(v2s) >= 25.0, "v2 takes 30 ms: {v2s:?}");
+        assert!(p50(v1) < p50(v2s), "{v1:?}");
     }
 
     // The same counters on /metrics.
@@ -488,11 +507,39 @@ async fn published_stats_by_version(kind: &str) {
     let doc: serde_json::Value =
         serde_json::from_str(&http_get(&format!("{base}/status")).await.1).unwrap();
     assert!(doc["traffic"]["app1"]["versions"]["v2"]["total"]["requests"].as_u64() > Some(0));
+    if kind == "haproxy-log" {
+        // Foreign datagrams on the log socket are ignored and counted, nothing breaks.
+        let garbage = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        for d in ["hello", "disco1 disco_app1", "\u{0}\u{ff}"] {
+            garbage.send_to(d.as_bytes(), &log_socket).unwrap();
+        }
+        wait_http(
+            &agent,
+            &format!("{base}/metrics"),
+            "ignored records",
+            |_, body| body.contains("disco_stats_ignored_records_total{target=\"haproxy\"} 3"),
+        )
+        .await;
+        assert_eq!(http_get(&format!("{base}/healthz")).await.0, 200);
+        agent.stop();
+        assert!(
+            !log_socket.exists(),
+            "the agent removes its log socket on exit"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_stats_socket_gives_per_version_5xx_rates() {
     published_stats_by_version("haproxy").await;
+}
+
+/// HAProxy with a log socket: per-request records give the 5xx rates and a latency
+/// histogram (p50/p95/p99); with the stats socket set too, nothing is counted twice
+/// (each version's count stays within what its backends answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_log_socket_gives_per_version_5xx_rates_and_percentiles() {
+    published_stats_by_version("haproxy-log").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! A tiny versioned HTTP/1.1 backend on a free loopback port: it answers every path with
 //! its version string, so a test can tell from a response body which backend a proxy
-//! chose; its health and error rate can be changed, and it can be killed mid-test.
+//! chose; its health, error rate and latency can be changed, and it can be killed
+//! mid-test.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -21,6 +22,8 @@ struct Shared {
     healthy: AtomicBool,
     /// The error rate as `f64` bits.
     error_rate: AtomicU64,
+    /// How long each non-health request waits before its answer, in µs.
+    latency_us: AtomicU64,
     /// Non-health requests received (also numbers them for the error rate).
     requests: AtomicU64,
     connections: Mutex<Connections>,
@@ -56,6 +59,7 @@ impl Backend {
             version: version.to_string(),
             healthy: AtomicBool::new(true),
             error_rate: AtomicU64::new(0f64.to_bits()),
+            latency_us: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             connections: Mutex::new(Connections::default()),
         });
@@ -95,6 +99,14 @@ impl Backend {
         self.shared
             .error_rate
             .store(rate.to_bits(), Ordering::SeqCst);
+    }
+
+    /// How long every later non-health request waits before it is answered (each
+    /// connection has its own thread: others are not held up).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared
+            .latency_us
+            .store(latency.as_micros() as u64, Ordering::SeqCst);
     }
 
     /// Requests received so far, not counting `/healthz`.
@@ -234,6 +246,10 @@ fn respond(path: &str, shared: &Shared) -> (u16, String) {
         } else {
             (503, "unhealthy".into())
         };
+    }
+    let latency_us = shared.latency_us.load(Ordering::SeqCst);
+    if latency_us > 0 {
+        std::thread::sleep(std::time::Duration::from_micros(latency_us));
     }
     let number = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let rate = f64::from_bits(shared.error_rate.load(Ordering::SeqCst));

@@ -45,6 +45,15 @@ fn rich_snapshot_renders_like_the_golden_files() {
     let nginx = nginx(&snapshot, &NginxOptions::default());
     let template = template(&snapshot, &rich_template()).unwrap();
     golden("rich.haproxy.cfg", &haproxy.text);
+    let logged = super::haproxy(
+        &snapshot,
+        &HaproxyOptions {
+            log_socket: Some("/run/disco/haproxy-log.sock".into()),
+            ..HaproxyOptions::default()
+        },
+    );
+    assert_eq!(logged.warnings, haproxy.warnings);
+    golden("rich.haproxy-log.cfg", &logged.text);
     golden("rich.nginx.conf", &nginx.text);
     golden("rich.template.out", &template.text);
     let files = super::nginx::BalancerFiles {

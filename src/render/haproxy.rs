@@ -21,6 +21,10 @@
 //! - A backend with no routable server is rendered empty: HAProxy answers 503.
 //! - Unresolvable DNS names do not fail the whole file: `init-addr last,libc,none`
 //!   starts such a server in maintenance instead.
+//! - With a `log_socket`, every HTTP frontend also logs each request to that unix
+//!   datagram socket in disco's format ([`LOG_FORMAT`], raw, no syslog header) instead
+//!   of `option httplog`: backend, server, status and times, for per-version latency
+//!   histograms read by the agent. Only fixed text and validated names reach the line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
@@ -60,6 +64,42 @@ pub struct HaproxyOptions {
     /// Retries of a failed request, each redispatched to another server (`retries`).
     /// Default 3.
     pub retries: u32,
+    /// An absolute path of a unix datagram socket that every HTTP frontend sends one
+    /// line per request to, in [`LOG_FORMAT`] (replacing `option httplog`; the
+    /// `log global` targets get the same lines). Default: none (`option httplog`, no
+    /// per-request records).
+    pub log_socket: Option<String>,
+}
+
+/// The first word of every per-request line of [`LOG_FORMAT`]: lines without it are
+/// someone else's.
+pub const LOG_TAG: &str = "disco1";
+
+/// What each HTTP frontend logs per request with a `log_socket`, space separated: the
+/// tag, the backend (`%b`), the server (`%s`, `<NOSRV>` when none), the status (`%ST`),
+/// the server's response time to the headers in ms (`%Tr`, -1 when none) and the total
+/// active time in ms (`%Ta`). Names cannot hold spaces, so the fields are unambiguous.
+pub const LOG_FORMAT: &str = "disco1 %b %s %ST %Tr %Ta";
+
+/// Checks a `log_socket` path before it is written into the configuration: absolute,
+/// short enough for a unix socket, and without anything that could end or extend the
+/// `log` line.
+pub fn check_log_socket(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("log_socket {path:?} must be an absolute path"));
+    }
+    if path.len() > 107 {
+        return Err(format!(
+            "log_socket {path:?} is longer than a unix socket path can be (107 bytes)"
+        ));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '\'' | '#'))
+    {
+        return Err(format!("log_socket {path:?} must not contain {c:?}"));
+    }
+    Ok(())
 }
 
 impl Default for HaproxyOptions {
@@ -72,6 +112,7 @@ impl Default for HaproxyOptions {
             timeout_client: Duration::from_secs(30),
             timeout_server: Duration::from_secs(30),
             retries: 3,
+            log_socket: None,
         }
     }
 }
@@ -244,6 +285,15 @@ pub fn haproxy_cached(
         options.check_fall,
         options.check_rise
     );
+    let mut log_warning = None;
+    let log_socket = options.log_socket.as_deref().filter(|path| {
+        let checked = check_log_socket(path);
+        log_warning = checked
+            .as_ref()
+            .err()
+            .map(|e| format!("{e}: no per-request log"));
+        checked.is_ok()
+    });
     let no_keep = BTreeSet::new();
     let app_keep = |name: &str| {
         if files.is_some() {
@@ -260,7 +310,7 @@ pub fn haproxy_cached(
             c.keep == *app_keep && (changed.is_some_and(|d| !d.contains(name)) || c.app == *app)
         });
         if !fresh {
-            let rendered = render_app(name, app, app_keep, files, &check);
+            let rendered = render_app(name, app, app_keep, files, &check, log_socket);
             cache.apps.insert(name.clone(), rendered);
         }
     };
@@ -310,7 +360,7 @@ pub fn haproxy_cached(
         return haproxy_cached(snapshot, options, files, keep, cache, None);
     }
     let mut left_out = Vec::new();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = log_warning.into_iter().collect();
     let mut mixed = Vec::new();
     let mut state = RuntimeState {
         check: check.clone(),
@@ -360,6 +410,7 @@ fn render_app(
     keep: &BTreeSet<MatchKind>,
     files: Option<&RuntimeFiles>,
     check: &str,
+    log_socket: Option<&str>,
 ) -> CachedApp {
     let mut cached = CachedApp {
         app: app.clone(),
@@ -395,6 +446,7 @@ fn render_app(
         files,
         keep: &keep,
         state: &mut cached.part,
+        log_socket,
     };
     writer
         .app(&plan, &listen)
@@ -472,6 +524,8 @@ struct Writer<'w> {
     files: Option<&'w RuntimeFiles>,
     keep: &'w Keep,
     state: &'w mut RuntimeState,
+    /// Where HTTP frontends send [`LOG_FORMAT`] lines (checked already).
+    log_socket: Option<&'w str>,
 }
 
 impl Writer<'_> {
@@ -522,7 +576,13 @@ impl Writer<'_> {
         }
         writeln!(out, "    bind {listen}")?;
         if http {
-            writeln!(out, "    option httplog")?;
+            match self.log_socket {
+                Some(path) => {
+                    writeln!(out, "    log {path} len 1024 format raw local0 info")?;
+                    writeln!(out, "    log-format \"{LOG_FORMAT}\"")?;
+                }
+                None => writeln!(out, "    option httplog")?,
+            }
             writeln!(out, "    option forwardfor")?;
             writeln!(out, "    option idle-close-on-response")?;
         } else {
@@ -764,6 +824,55 @@ mod tests {
     }
 
     #[test]
+    fn a_log_socket_replaces_httplog_in_http_frontends_only() {
+        let mut kvs = APP1.to_vec();
+        kvs.push((
+            "/disco/apps/db/policy",
+            r#"{"listen":"127.0.0.1:5432","mode":"tcp"}"#,
+        ));
+        let snapshot = Snapshot::from_kvs(&Keyspace::default(), 5, kvs.iter().copied());
+        let with = |path: &str| {
+            haproxy(
+                &snapshot,
+                &HaproxyOptions {
+                    log_socket: Some(path.into()),
+                    ..HaproxyOptions::default()
+                },
+            )
+        };
+        assert!(LOG_FORMAT.starts_with(&format!("{LOG_TAG} ")));
+        let r = with("/run/disco/log.sock");
+        assert_eq!(
+            section(&r.text, "frontend disco_app1")[..3],
+            [
+                "bind 127.0.0.1:8080",
+                "log /run/disco/log.sock len 1024 format raw local0 info",
+                "log-format \"disco1 %b %s %ST %Tr %Ta\"",
+            ]
+        );
+        assert!(!section(&r.text, "frontend disco_app1").contains(&"option httplog".into()));
+        let db = section(&r.text, "frontend disco_db");
+        assert!(db.contains(&"option tcplog".into()), "{db:?}");
+        assert!(!db.iter().any(|l| l.starts_with("log")), "{db:?}");
+        // A path that could extend the line is refused: httplog as without one.
+        for bad in [
+            "relative.sock",
+            "/run/a b.sock",
+            "/run/a\nglobal",
+            "/run/a#b",
+        ] {
+            let r = with(bad);
+            assert!(r.text.contains("option httplog"), "{bad}");
+            assert!(!r.text.contains("log-format"), "{bad}");
+            assert!(
+                r.warnings.iter().any(|w| w.contains("log_socket")),
+                "{bad}: {:?}",
+                r.warnings
+            );
+        }
+    }
+
+    #[test]
     fn servers_name_the_version_each_backend_server_serves() {
         let mut kvs = APP1.to_vec();
         kvs[0] = (
@@ -806,6 +915,7 @@ mod tests {
             timeout_client: Duration::from_secs(60),
             timeout_server: Duration::from_secs(90),
             retries: 1,
+            log_socket: None,
         };
         let r = haproxy(&Snapshot::from_kvs(&Keyspace::default(), 5, APP1), &options);
         assert!(

@@ -103,15 +103,20 @@ pub struct HaproxyStats {
     /// The worker pid of the last reading; none before the first.
     pid: Option<u64>,
     last: BTreeMap<(String, String), Reading>,
+    /// HTTP requests are counted from the target's log socket: read tcp servers only.
+    tcp_only: bool,
 }
 
 impl HaproxyStats {
-    pub fn new(socket: PathBuf) -> HaproxyStats {
+    /// With `tcp_only` (the target has a `log_socket`), only servers of tcp apps are
+    /// counted: the log counts HTTP requests, one request is counted once.
+    pub fn new(socket: PathBuf, tcp_only: bool) -> HaproxyStats {
         HaproxyStats {
             socket,
             servers: BTreeMap::new(),
             pid: None,
             last: BTreeMap::new(),
+            tcp_only,
         }
     }
 
@@ -153,6 +158,9 @@ impl HaproxyStats {
             let key = (row.backend, row.server);
             let serves = self.servers.get(&key);
             let http = serves.is_none_or(|s| s.mode == Mode::Http);
+            if http && self.tcp_only {
+                continue;
+            }
             let now = Reading {
                 requests: if http {
                     row.req_tot.unwrap_or(row.stot)
@@ -225,7 +233,7 @@ mod tests {
     }
 
     fn stats() -> HaproxyStats {
-        let mut s = HaproxyStats::new("/nonexistent".into());
+        let mut s = HaproxyStats::new("/nonexistent".into(), false);
         s.set_servers(BTreeMap::from([
             (("disco_app1".into(), "instance1".into()), serves("v1")),
             (("disco_app1".into(), "instance2".into()), serves("v2")),
@@ -280,6 +288,41 @@ mod tests {
             ]
         );
         assert!(parse("Unknown command").is_err());
+    }
+
+    #[test]
+    fn with_a_log_socket_only_tcp_servers_count() {
+        let mut s = HaproxyStats::new("/nonexistent".into(), true);
+        s.set_servers(BTreeMap::from([
+            (("disco_app1".into(), "instance1".into()), serves("v1")),
+            (
+                ("disco_db".into(), "instance1".into()),
+                Serves {
+                    app: "db".into(),
+                    version: "v1".into(),
+                    mode: Mode::Tcp,
+                },
+            ),
+        ]));
+        let mut read = |lines: &[&str]| {
+            let (p, rows) = parse(&answer(1, lines)).unwrap();
+            s.take(p, rows)
+        };
+        read(&[
+            "disco_app1,instance1,0,1,1,0,1,2,http,",
+            "disco_db,instance1,0,1,,,,0,tcp,",
+        ]);
+        let p = read(&[
+            "disco_app1,instance1,0,9,9,0,9,2,http,",
+            "disco_app1,instance7,0,9,9,0,9,2,http,",
+            "disco_db,instance1,0,4,,,,0,tcp,",
+        ]);
+        assert_eq!(p.samples.len(), 1, "{:?}", p.samples);
+        assert_eq!(
+            (p.samples[0].0.app.as_str(), p.samples[0].1.requests),
+            ("db", 3)
+        );
+        assert_eq!(p.unattributed, 0, "HTTP servers are the log's to count");
     }
 
     #[test]

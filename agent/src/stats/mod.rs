@@ -4,10 +4,14 @@
 //! records published at `<prefix>/stats/<app>/<agent_id>` and the counters on `/metrics`.
 //!
 //! - [`haproxy`]: `show stat` deltas, with resets on reload.
+//! - [`haproxy_log`]: per-request records HAProxy sends to the target's `log_socket`;
+//!   with one, HTTP requests are counted from them only (and `show stat` counts tcp
+//!   apps), so that no request counts twice.
 //! - [`nginx`]: the tailed access log.
 //! - [`publish`]: the records in etcd, under the stats lease.
 
 pub mod haproxy;
+pub mod haproxy_log;
 pub mod nginx;
 pub mod publish;
 
@@ -31,11 +35,14 @@ pub struct Poll {
     /// Requests that could not be attributed to a version (a server or address the
     /// installed configuration does not have, e.g. a DNS-named endpoint in nginx).
     pub unattributed: u64,
+    /// Records in a format the reader does not know (on HAProxy's log socket).
+    pub ignored: u64,
 }
 
 /// Where one target's counts come from.
 enum Reader {
     Haproxy(haproxy::HaproxyStats),
+    HaproxyLog(haproxy_log::HaproxyLog),
     Nginx(nginx::NginxLog),
 }
 
@@ -60,6 +67,8 @@ pub struct Totals {
     pub unattributed: BTreeMap<String, u64>,
     /// Target → failed readings.
     pub read_errors: BTreeMap<String, u64>,
+    /// Target → records in a format the agent does not know (HAProxy's log socket).
+    pub ignored_records: BTreeMap<String, u64>,
 }
 
 /// The statistics collector of the LB role.
@@ -75,7 +84,9 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// A collector for the targets that have `stats_socket` or `access_log`.
+    /// A collector for the targets that have `stats_socket`, `log_socket` or
+    /// `access_log`. Binds the log sockets (needs a tokio runtime): create it before the
+    /// first reload.
     pub fn new(
         agent_id: &str,
         interval: Duration,
@@ -84,15 +95,30 @@ impl Collector {
     ) -> Collector {
         let sources = targets
             .iter()
-            .filter_map(|t| {
-                let reader = match (t.kind, &t.stats_socket, &t.access_log) {
-                    (Kind::Haproxy, Some(socket), _) => {
-                        Reader::Haproxy(haproxy::HaproxyStats::new(socket.clone()))
+            .flat_map(|t| {
+                let mut readers = Vec::new();
+                match t.kind {
+                    Kind::Haproxy => {
+                        if let Some(socket) = &t.stats_socket {
+                            readers.push(Reader::Haproxy(haproxy::HaproxyStats::new(
+                                socket.clone(),
+                                t.log_socket.is_some(),
+                            )));
+                        }
+                        if let Some(socket) = &t.log_socket {
+                            readers.push(Reader::HaproxyLog(haproxy_log::HaproxyLog::new(
+                                socket.clone(),
+                            )));
+                        }
                     }
-                    (Kind::Nginx, _, Some(log)) => Reader::Nginx(nginx::NginxLog::new(log.clone())),
-                    _ => return None,
-                };
-                Some(Source {
+                    Kind::Nginx => {
+                        if let Some(log) = &t.access_log {
+                            readers.push(Reader::Nginx(nginx::NginxLog::new(log.clone())));
+                        }
+                    }
+                    Kind::Template => {}
+                }
+                readers.into_iter().map(|reader| Source {
                     target: t.name(),
                     kind: t.kind,
                     reader,
@@ -129,6 +155,7 @@ impl Collector {
         for source in self.sources.iter_mut().filter(|s| s.target == target) {
             match &mut source.reader {
                 Reader::Haproxy(h) => h.set_servers(disco::render::haproxy::servers(snapshot)),
+                Reader::HaproxyLog(h) => h.set_servers(disco::render::haproxy::servers(snapshot)),
                 Reader::Nginx(n) => {
                     n.set_addresses(disco::render::nginx::upstream_addresses(snapshot))
                 }
@@ -141,6 +168,7 @@ impl Collector {
         for source in &mut self.sources {
             let result = match &mut source.reader {
                 Reader::Haproxy(h) => h.poll().await,
+                Reader::HaproxyLog(h) => h.poll(),
                 Reader::Nginx(n) => n.poll(),
             };
             let mut totals = self.totals.lock().expect("stats totals");
@@ -163,6 +191,12 @@ impl Collector {
                             .entry((serves.app, serves.version))
                             .or_default()
                             .add(&counts);
+                    }
+                    if poll.ignored > 0 {
+                        *totals
+                            .ignored_records
+                            .entry(source.target.clone())
+                            .or_default() += poll.ignored;
                     }
                     if poll.unattributed > 0 {
                         *totals
@@ -197,6 +231,7 @@ impl Collector {
         for source in &self.sources {
             let serves: Vec<&Serves> = match &source.reader {
                 Reader::Haproxy(h) => h.serves().collect(),
+                Reader::HaproxyLog(h) => h.serves().collect(),
                 Reader::Nginx(n) => n.serves().collect(),
             };
             for s in serves {
