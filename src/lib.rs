@@ -33,4 +33,17 @@ pub mod store;
 pub mod validate;
 
 pub use keys::{Key, Keyspace};
+
+/// `e` and its sources, joined by `: ` (`error sending request: connection refused`),
+/// for messages that must say why, not only what.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
 pub use snapshot::{Change, Snapshot};

@@ -92,19 +92,8 @@ async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> (bool,
                 format!("HTTP {}", status.as_u16()),
             )
         }
-        Err(e) => (false, error_chain(&e)),
+        Err(e) => (false, disco::error_chain(&e)),
     }
-}
-
-fn error_chain(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
 }
 
 /// Runs the registration role until told to stop or drain.
