@@ -48,11 +48,7 @@ fn client() -> reqwest::Client {
 
 /// POSTs `body` (JSON) to `url`; `Ok(status, body)` for any answer, `Err` when none
 /// came (timeout, refused, reset).
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    body: &str,
-) -> std::result::Result<(u16, String), String> {
+async fn post(client: &reqwest::Client, url: &str, body: &str) -> Answer {
     let response = client
         .post(url)
         .header("content-type", "application/json")
@@ -72,14 +68,7 @@ fn error_text(e: &reqwest::Error) -> String {
             humantime::format_duration(ATTEMPT_TIMEOUT)
         );
     }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    disco::error_chain(e)
 }
 
 /// Sends events to the `--notify` URLs in order, from a background task.
@@ -127,22 +116,42 @@ impl Notifier {
     }
 }
 
+/// What one POST got: the status and the start of the body, or why there was none.
+type Answer = std::result::Result<(u16, String), String>;
+
+fn is_2xx(answer: &Answer) -> bool {
+    matches!(answer, Ok((status, _)) if (200..300).contains(status))
+}
+
+/// POSTs `body` to `url` up to [`ATTEMPTS`] times, backing off between attempts, while
+/// `again` says the answer calls for another; the last answer.
+async fn post_with_retries(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    again: impl Fn(&Answer) -> bool,
+) -> Answer {
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let answer = post(client, url, body).await;
+        if attempt == ATTEMPTS || !again(&answer) {
+            return answer;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
+        attempt += 1;
+    }
+}
+
 /// POSTs one notification, retried on any failure. The last failure's text if none
 /// was taken.
 async fn deliver(client: &reqwest::Client, url: &str, line: &str) -> Result<(), String> {
-    let mut backoff = FIRST_BACKOFF;
-    let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
-        match post(client, url, line).await {
-            Ok((status, _)) if (200..300).contains(&status) => return Ok(()),
-            Ok((status, body)) => last = format!("HTTP {status} {body}"),
-            Err(e) => last = e,
-        }
-        if attempt < ATTEMPTS {
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
-        }
-    }
+    let last = match post_with_retries(client, url, line, |a| !is_2xx(a)).await {
+        answer if is_2xx(&answer) => return Ok(()),
+        Ok((status, body)) => format!("HTTP {status} {body}"),
+        Err(e) => e,
+    };
     Err(format!("{ATTEMPTS} attempts, the last: {last}"))
 }
 
@@ -187,28 +196,16 @@ impl Gates {
     pub async fn ask(&self, request: &GateRequest<'_>) -> Option<String> {
         let body = serde_json::to_string(request).expect("a gate request is JSON");
         for url in &self.urls {
-            let mut backoff = FIRST_BACKOFF;
-            let mut attempt = 1;
-            let refusal = loop {
-                match post(&self.client, url, &body).await {
-                    Ok((status, _)) if (200..300).contains(&status) => break None,
-                    Ok((status, answer)) => {
-                        break Some(format!("HTTP {status}{}", quoted(&answer)))
-                    }
-                    Err(_) if attempt < ATTEMPTS => {
-                        tokio::time::sleep(backoff).await;
-                        backoff *= 2;
-                        attempt += 1;
-                    }
-                    Err(e) => break Some(format!("no answer after {ATTEMPTS} attempts: {e}")),
-                }
+            // A refusal is an answer: only a missing answer is asked again.
+            let why = match post_with_retries(&self.client, url, &body, Result::is_err).await {
+                answer if is_2xx(&answer) => continue,
+                Ok((status, answer)) => format!("HTTP {status}{}", quoted(&answer)),
+                Err(e) => format!("no answer after {ATTEMPTS} attempts: {e}"),
             };
-            if let Some(why) = refusal {
-                return Some(format!(
-                    "gate {url} did not allow step {}/{}: {why}",
-                    request.step, request.of
-                ));
-            }
+            return Some(format!(
+                "gate {url} did not allow step {}/{}: {why}",
+                request.step, request.of
+            ));
         }
         None
     }
