@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A running webhook receiver; stops taking connections on drop.
@@ -12,6 +12,7 @@ pub struct Webhook {
     port: u16,
     status: Arc<AtomicU16>,
     bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+    stopped: Arc<AtomicBool>,
 }
 
 /// [`Webhook::set_status`] value that makes it answer nothing (the caller times out).
@@ -24,10 +25,14 @@ impl Webhook {
         let port = listener.local_addr().unwrap().port();
         let status = Arc::new(AtomicU16::new(200));
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let (s, b) = (status.clone(), bodies.clone());
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (s, b, stop) = (status.clone(), bodies.clone(), stopped.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { break };
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 let (s, b) = (s.clone(), b.clone());
                 std::thread::spawn(move || serve(conn, &s, &b));
             }
@@ -36,6 +41,7 @@ impl Webhook {
             port,
             status,
             bodies,
+            stopped,
         }
     }
 
@@ -57,9 +63,9 @@ impl Webhook {
 
 impl Drop for Webhook {
     fn drop(&mut self) {
-        // Wakes the accept loop, which then ends with the listener... on its next
-        // connection; a connection of our own makes that now.
-        self.status.store(NO_ANSWER, Ordering::SeqCst);
+        // The accept loop sees the flag at its next connection: one of our own, now.
+        // It then ends, closing the listener.
+        self.stopped.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
