@@ -24,6 +24,17 @@ fn backends() -> Vec<(String, String, Backend)> {
         .collect()
 }
 
+/// [`backends`], the v2 ones answering 500 to 30 % of requests.
+fn backends_with_failing_v2() -> Vec<(String, String, Backend)> {
+    let backends = backends();
+    for (_, v, b) in &backends {
+        if v == "v2" {
+            b.set_error_rate(0.3);
+        }
+    }
+    backends
+}
+
 async fn seed_backends(store: &disco::store::Store, backends: &[(String, String, Backend)]) -> i64 {
     let endpoints: Vec<(&str, &str, String)> = backends
         .iter()
@@ -208,12 +219,7 @@ async fn a_healthy_canary_completes_with_no_failed_request() {
 async fn a_v2_answering_500s_is_rolled_back_at_the_first_step() {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
-    let backends = backends();
-    for (_, v, b) in &backends {
-        if v == "v2" {
-            b.set_error_rate(0.3);
-        }
-    }
+    let backends = backends_with_failing_v2();
     let seeded = seed_backends(&store, &backends).await;
     let haproxy = ProxyAgent::haproxy(&etcd, "lb-haproxy", "5s");
     let nginx = ProxyAgent::nginx(&etcd, "lb-nginx", "5s");
@@ -303,12 +309,7 @@ async fn a_v2_answering_500s_is_rolled_back_at_the_first_step() {
 async fn a_dry_run_reports_the_step_that_would_fail_and_goes_on() {
     let etcd = Etcd::start();
     let store = store(etcd.endpoints());
-    let backends = backends();
-    for (_, v, b) in &backends {
-        if v == "v2" {
-            b.set_error_rate(0.3);
-        }
-    }
+    let backends = backends_with_failing_v2();
     let seeded = seed_backends(&store, &backends).await;
     let haproxy = ProxyAgent::haproxy(&etcd, "lb-haproxy", "5s");
     applied(&store, &haproxy.agent, seeded).await;
