@@ -531,7 +531,7 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__canary)
-            opts="-o -h --steps --interval --max-error-rate --max-latency --min-requests --on-no-data --dark-first --header --cookie --cidr --dry-run-analysis --gate --notify --confirm --resume --timeout --lock-ttl --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
+            opts="-o -h --steps --interval --max-error-rate --max-latency --max-p95 --max-p99 --min-requests --confidence --on-inconclusive --on-no-data --dark-first --header --cookie --cidr --dry-run-analysis --gate --notify --confirm --resume --timeout --lock-ttl --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -553,8 +553,24 @@ _discoctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-p95)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-p99)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --min-requests)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --confidence)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-inconclusive)
+                    COMPREPLY=($(compgen -W "extend pause" -- "${cur}"))
                     return 0
                     ;;
                 --on-no-data)

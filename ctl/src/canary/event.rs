@@ -7,7 +7,7 @@ use std::time::Duration;
 use disco::converge::Waited;
 use disco::model::Policy;
 use disco::plan::Flip;
-use disco::rollout::{Analysis, RolloutState, Step, StepChange};
+use disco::rollout::{Analysis, Check, RolloutState, Step, StepChange};
 use disco::stats::Counts;
 use serde::Serialize;
 
@@ -67,12 +67,26 @@ pub enum Event {
         #[serde(flatten)]
         then: NoDataThen,
     },
+    /// The verdict at the end of a step's interval was inconclusive (a metric over
+    /// its threshold, but not by more than chance), and what follows.
+    Inconclusive {
+        step: usize,
+        of: usize,
+        reason: String,
+        #[serde(flatten)]
+        then: InconclusiveThen,
+    },
     /// A step passed.
     StepPassed {
         step: usize,
         of: usize,
         canary: VersionCounts,
         stable: VersionCounts,
+        /// Every metric's judgement: value, threshold, test and p-value, outcome, why.
+        analysis: Vec<Check>,
+        /// The judgement in words, for the text line.
+        #[serde(skip)]
+        explained: String,
     },
     /// `--dry-run-analysis`: the verdict on a step was to roll back; the canary goes on
     /// to the next step instead.
@@ -124,6 +138,18 @@ pub enum Event {
     /// Every slot already served the version: nothing was done (`changed` is false).
     #[serde(rename = "completed")]
     Unchanged { version: String, changed: bool },
+}
+
+/// What follows an inconclusive step (`--on-inconclusive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "then", rename_all = "snake_case")]
+pub enum InconclusiveThen {
+    /// The step is observed for this much longer.
+    Extend { extended_ms: u64 },
+    /// The canary pauses for an operator.
+    Pause,
+    /// `--dry-run-analysis`: the canary goes on.
+    Continue,
 }
 
 /// What a canary taken over (`--resume`) adds to its `started` event.
@@ -293,10 +319,14 @@ impl fmt::Display for Line<'_> {
                     steps.join(","),
                     humantime::format_duration(Duration::from_millis(analysis.interval_ms)),
                     analysis.max_error_rate * 100.0,
-                    analysis
-                        .max_latency_ms
-                        .map(|ms| format!(", max mean latency {ms} ms"))
-                        .unwrap_or_default(),
+                    [
+                        ("mean latency", analysis.max_latency_ms),
+                        ("p95", analysis.max_p95_ms),
+                        ("p99", analysis.max_p99_ms)
+                    ]
+                    .iter()
+                    .filter_map(|(name, max)| max.map(|ms| format!(", max {name} {ms} ms")))
+                    .collect::<String>(),
                     analysis.min_requests,
                     if analysis.dry_run {
                         ", dry run: verdicts are reported, never acted on"
@@ -391,14 +421,36 @@ impl fmt::Display for Line<'_> {
                 "step {step}/{of}: no data yet ({reason}); observing up to {} more",
                 duration_text(Duration::from_millis(*extended_ms))
             ),
+            Event::Inconclusive {
+                step,
+                of,
+                reason,
+                then,
+            } => {
+                write!(f, "step {step}/{of}: inconclusive ({reason}); ")?;
+                match then {
+                    InconclusiveThen::Extend { extended_ms } => write!(
+                        f,
+                        "observing {} more (--on-inconclusive extend)",
+                        duration_text(Duration::from_millis(*extended_ms))
+                    ),
+                    InconclusiveThen::Pause => write!(
+                        f,
+                        "pausing for an operator: `discoctl resume {app}` observes one more interval, `discoctl abort {app}` rolls back"
+                    ),
+                    InconclusiveThen::Continue => f.write_str("going on (--dry-run-analysis)"),
+                }
+            }
             Event::StepPassed {
                 step,
                 of,
                 canary,
                 stable,
+                explained,
+                ..
             } => write!(
                 f,
-                "step {step}/{of} passed: {} {canary}; others {stable}",
+                "step {step}/{of} passed: {} {canary}; others {stable} | {explained}",
                 canary.version
             ),
             Event::StepWouldFail {
@@ -517,6 +569,10 @@ mod tests {
             interval_ms: 60_000,
             max_error_rate: 0.01,
             max_latency_ms: Some(250.0),
+            max_p95_ms: None,
+            max_p99_ms: None,
+            confidence: Analysis::DEFAULT_CONFIDENCE,
+            on_inconclusive: Default::default(),
             min_requests: 20,
             on_no_data: OnNoData::Wait,
             dry_run: false,
@@ -814,18 +870,56 @@ mod tests {
     }
 
     #[test]
-    fn a_passed_step_prints_both_sides_counts() {
+    fn a_passed_step_prints_both_sides_counts_and_its_judgement() {
+        let obs = disco::rollout::Observation {
+            canary: counts(40, 0, 48.0),
+            stable: counts(400, 4, 400.0),
+        };
+        let analysis: Analysis =
+            serde_json::from_str(r#"{"interval_ms":1000,"max_error_rate":0.01,"min_requests":20}"#)
+                .unwrap();
+        let judged = disco::rollout::judge(&obs, &analysis, "v2", disco::rollout::Look::Final);
         let event = Event::StepPassed {
             step: 1,
             of: 2,
-            canary: VersionCounts::new("v2", &counts(40, 0, 48.0)),
-            stable: VersionCounts::new("stable", &counts(400, 4, 400.0)),
+            canary: VersionCounts::new("v2", &obs.canary),
+            stable: VersionCounts::new("stable", &obs.stable),
+            explained: judged.explain(),
+            analysis: judged.checks,
         };
         let (json, text) = printed(&event);
-        assert!(json.starts_with(r#"{"app":"app1","at":"2024-05-01T10:00:00.000Z","canary":{"error_rate":0.0,"errors_5xx":0,"mean_ms":1.2,"p95_ms":null,"requests":40,"version":"v2"},"event":"step_passed","of":2,"stable":"#), "{json}");
+        assert!(json.starts_with(r#"{"analysis":[{"canary":0.0,"max":0.01,"metric":"error_rate","outcome":"pass","stable":0.01,"why":"v2 5xx rate 0.0% (0 of 40 requests) is within --max-error-rate 1.0%"}],"app":"app1","at":"2024-05-01T10:00:00.000Z","canary":{"error_rate":0.0,"errors_5xx":0,"mean_ms":1.2,"p95_ms":null,"requests":40,"version":"v2"},"event":"step_passed","of":2,"stable":"#), "{json}");
         assert_eq!(
             text,
-            "step 1/2 passed: v2 0.0% 5xx of 40 requests, mean 1.2 ms; others 1.0% 5xx of 400 requests, mean 1.0 ms"
+            "step 1/2 passed: v2 0.0% 5xx of 40 requests, mean 1.2 ms; others 1.0% 5xx of 400 requests, mean 1.0 ms | v2 5xx rate 0.0% (0 of 40 requests) is within --max-error-rate 1.0%"
         );
+    }
+
+    #[test]
+    fn an_inconclusive_step_says_what_follows() {
+        let text = |then| {
+            printed(&Event::Inconclusive {
+                step: 2,
+                of: 3,
+                reason: "not significantly".into(),
+                then,
+            })
+        };
+        let (json, line) = text(InconclusiveThen::Extend {
+            extended_ms: 60_000,
+        });
+        assert!(
+            json.contains(r#""event":"inconclusive","extended_ms":60000,"of":3,"reason":"not significantly","step":2,"then":"extend""#),
+            "{json}"
+        );
+        assert_eq!(
+            line,
+            "step 2/3: inconclusive (not significantly); observing 1m more (--on-inconclusive extend)"
+        );
+        let (json, line) = text(InconclusiveThen::Pause);
+        assert!(json.contains(r#""then":"pause""#), "{json}");
+        assert!(line.ends_with("pausing for an operator: `discoctl resume app1` observes one more interval, `discoctl abort app1` rolls back"), "{line}");
+        let (_, line) = text(InconclusiveThen::Continue);
+        assert!(line.ends_with("going on (--dry-run-analysis)"), "{line}");
     }
 }

@@ -1,22 +1,28 @@
-//! Observing a step: the traffic statistics the agents publish are read and judged
-//! every second over the step's [`Window`], while `pause`, `resume` and `abort` from
+//! Observing a step: the traffic statistics the agents publish are watched and judged
+//! at every update over the step's [`Window`] (so that a canary plainly worse than the
+//! stable versions fails within the agents' publishing interval: during a canary they
+//! publish every `canary_stats_interval`), while `pause`, `resume` and `abort` from
 //! other terminals are followed and progress is shown.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use disco::rollout::{judge, Observation, RolloutState};
+use disco::rollout::{judge, Judgement, Look, Observation, RolloutState};
 use disco::stats::{self, AppStats};
+use disco::store::{WatchSettings, WatchUpdate};
+use disco::Change;
 use tokio::time::Instant;
 
-use super::event::{Event, NoDataThen, VersionCounts};
+use super::event::{Event, InconclusiveThen, NoDataThen, VersionCounts};
 use super::runner::Runner;
 use super::window::{Decision, Window};
-use crate::exit::Result;
+use crate::exit::{self, Failure, Result};
 
 /// How a step's observation ended.
 pub(super) enum Outcome {
-    /// The step passed.
-    Passed(Observation),
+    /// The step passed: its counts, and the judgement (none when passed without
+    /// data).
+    Passed(Observation, Option<Judgement>),
     /// The step failed its analysis: why.
     Failed(String),
     /// `--dry-run-analysis`: the step failed its analysis (why, and how far into the
@@ -30,11 +36,51 @@ pub(super) enum Outcome {
     Stopped(String),
 }
 
+/// The agents' statistics records of one app as an etcd watch delivers them: key →
+/// value.
+#[derive(Default)]
+struct Records(BTreeMap<String, Vec<u8>>);
+
+impl Records {
+    /// Folds `update` in; true if a record changed.
+    fn take(&mut self, update: WatchUpdate) -> bool {
+        match update {
+            WatchUpdate::Initial { kvs, .. } | WatchUpdate::Resync { kvs, .. } => {
+                self.0 = kvs.into_iter().collect();
+                true
+            }
+            WatchUpdate::Changes { changes, .. } => {
+                for change in changes {
+                    match change {
+                        Change::Put { key, value } => {
+                            self.0.insert(key, value);
+                        }
+                        Change::Delete { key, .. } => {
+                            self.0.remove(&key);
+                        }
+                    }
+                }
+                true
+            }
+            WatchUpdate::Disconnected { .. } | WatchUpdate::Live => false,
+        }
+    }
+
+    fn parse(&self, keyspace: &disco::Keyspace) -> Vec<AppStats> {
+        stats::parse_records(
+            keyspace,
+            self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        )
+    }
+}
+
 impl Runner<'_> {
     /// Observes step `number` for the interval (paused time does not count), judging
-    /// the counts so far every second: over a threshold (with enough requests) fails at
-    /// once; the verdict at the end decides, with `--on-no-data` for too few requests.
-    /// With `--dry-run-analysis` a failure is noted and the step observed to its end.
+    /// the counts so far at every update of the agents' records, at the strict interim
+    /// level: a canary worse than the stable versions beyond doubt fails at once. The
+    /// verdict at the end decides, with `--on-no-data` for too few requests and
+    /// `--on-inconclusive` for a verdict that is not clear. With `--dry-run-analysis`
+    /// a failure is noted and the step observed to its end.
     pub(super) async fn observe(&mut self, number: usize) -> Result<Outcome> {
         let n = self.n();
         let version = self.rollout.version.clone();
@@ -42,11 +88,17 @@ impl Runner<'_> {
         let before = self.read_stats().await?;
         if before.is_empty() && number == 1 {
             eprintln!(
-                "note: no LB agent publishes traffic statistics for {} (HAProxy stats_socket, nginx access_log): steps will have no data (--on-no-data {})",
+                "note: no LB agent publishes traffic statistics for {} (HAProxy stats_socket or log_socket, nginx access_log): steps will have no data (--on-no-data {})",
                 self.app,
                 serde_json::to_value(analysis.on_no_data)?.as_str().unwrap_or("?")
             );
         }
+        let mut feed = self.ctx.store.watch(
+            &self.ctx.keyspace.stats(&self.app),
+            0,
+            WatchSettings::default(),
+        );
+        let mut records = Records::default();
         let mut window = Window::new(
             Duration::from_millis(analysis.interval_ms),
             self.rollout.state == RolloutState::Paused,
@@ -55,44 +107,67 @@ impl Runner<'_> {
         let mut obs = Observation::default();
         // --dry-run-analysis: the first failure, and how far into the step.
         let mut failed: Option<(String, Duration)> = None;
+        // Paused here for an inconclusive verdict: a resume grants one more interval.
+        let mut awaiting_operator = false;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut ticked = false;
+            let mut fresh = false;
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = tick.tick() => ticked = true,
+                update = feed.recv() => {
+                    let Some(update) = update else {
+                        return Err(Failure::new(exit::ERROR, anyhow::anyhow!("the watch of the traffic statistics ended")));
+                    };
+                    fresh = records.take(update);
+                    while let Ok(update) = feed.try_recv() {
+                        fresh |= records.take(update);
+                    }
+                }
                 signal = self.interrupt.fired() => {
                     return Ok(Outcome::Stopped(format!("interrupted by {signal} during step {number}/{n}")));
                 }
             }
             self.check_lock()?;
             window.advance(Instant::now());
-            if let Some(stopped) = self.follow(&mut window, number).await? {
-                return Ok(stopped);
-            }
-            if window.read_due(Instant::now()) {
-                match self.read_stats().await {
-                    Ok(now) => obs = Observation::split(&stats::between(&before, &now), &version),
-                    Err(e) => {
-                        eprintln!("warning: reading traffic statistics failed: {:#}", e.error)
-                    }
+            if ticked {
+                let was_paused = window.is_paused();
+                if let Some(stopped) = self.follow(&mut window, number).await? {
+                    return Ok(stopped);
                 }
-                match window.midway(judge(&obs, &analysis, &version)) {
+                if was_paused && !window.is_paused() && std::mem::take(&mut awaiting_operator) {
+                    window.grant();
+                }
+            }
+            if fresh {
+                let now = records.parse(&self.ctx.keyspace);
+                obs = Observation::split(&stats::between(&before, &now), &version);
+                let judged = judge(&obs, &analysis, &version, Look::Interim);
+                match window.midway(judged.verdict.clone()) {
                     Decision::Fail(why) if analysis.dry_run => {
                         failed.get_or_insert((why, window.elapsed()));
                     }
                     Decision::Fail(why) => return Ok(Outcome::Failed(why)),
-                    Decision::Pass => return Ok(Outcome::Passed(obs)),
+                    Decision::Pass => return Ok(Outcome::Passed(obs, Some(judged))),
                     _ => {}
                 }
             }
-            let progress = self.observation(number, &window, &obs);
-            self.events.progress(progress);
+            if ticked {
+                let progress = self.observation(number, &window, &obs);
+                self.events.progress(progress);
+            }
             if !window.is_over() {
                 continue;
             }
             let end = self.read_fresh_stats().await?;
             obs = Observation::split(&stats::between(&before, &end), &version);
-            let decision = window.at_end(judge(&obs, &analysis, &version), analysis.on_no_data);
+            let judged = judge(&obs, &analysis, &version, Look::Final);
+            let decision = window.at_end(
+                judged.verdict.clone(),
+                analysis.on_no_data,
+                analysis.on_inconclusive,
+            );
             if analysis.dry_run {
                 if let Decision::Fail(why) = &decision {
                     failed.get_or_insert((why.clone(), window.elapsed()));
@@ -102,7 +177,7 @@ impl Runner<'_> {
                 }
             }
             match decision {
-                Decision::Pass => return Ok(Outcome::Passed(obs)),
+                Decision::Pass => return Ok(Outcome::Passed(obs, Some(judged))),
                 Decision::Fail(why) => return Ok(Outcome::Failed(why)),
                 Decision::PassWithoutData(reason) => {
                     self.events.emit(Event::NoData {
@@ -111,7 +186,7 @@ impl Runner<'_> {
                         reason,
                         then: NoDataThen::Pass,
                     });
-                    return Ok(Outcome::Passed(obs));
+                    return Ok(Outcome::Passed(obs, None));
                 }
                 Decision::Extend(reason) => self.events.emit(Event::NoData {
                     step: number,
@@ -121,6 +196,44 @@ impl Runner<'_> {
                         extended_ms: analysis.interval_ms,
                     },
                 }),
+                Decision::ExtendInconclusive(reason) => self.events.emit(Event::Inconclusive {
+                    step: number,
+                    of: n,
+                    reason,
+                    then: InconclusiveThen::Extend {
+                        extended_ms: analysis.interval_ms,
+                    },
+                }),
+                Decision::PauseInconclusive(reason) if analysis.dry_run => {
+                    self.events.emit(Event::Inconclusive {
+                        step: number,
+                        of: n,
+                        reason,
+                        then: InconclusiveThen::Continue,
+                    });
+                    return Ok(Outcome::Passed(obs, Some(judged)));
+                }
+                Decision::PauseInconclusive(reason) => {
+                    self.events.emit(Event::Inconclusive {
+                        step: number,
+                        of: n,
+                        reason: reason.clone(),
+                        then: InconclusiveThen::Pause,
+                    });
+                    let why = format!(
+                        "step {number}/{n} is inconclusive: {reason}; `discoctl resume {app}` observes one more interval, `discoctl abort {app}` rolls back",
+                        app = self.app
+                    );
+                    window.pause();
+                    // On a conflict (an operator acted first) the record says what
+                    // follows, and `follow` takes it up.
+                    if self.pause_for(why, "analysis").await? {
+                        awaiting_operator = true;
+                    } else {
+                        window.grant();
+                        window.resume();
+                    }
+                }
                 Decision::Observe => {}
             }
         }

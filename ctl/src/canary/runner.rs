@@ -36,6 +36,9 @@ pub struct Runner<'a> {
     pub(super) last_revision: i64,
     /// `--gate`: asked before each step.
     gates: Gates,
+    /// The last step that passed here and its judgement in words: the audit record of
+    /// the next transaction (the next step, or the rollback) says it.
+    pub(super) passed_verdict: Option<(usize, String)>,
 }
 
 /// What the gates said of a step.
@@ -91,6 +94,7 @@ impl<'a> Runner<'a> {
             interrupt: Interrupt::install(app),
             last_revision: 0,
             gates: Gates::new(hooks.gates),
+            passed_verdict: None,
         }
     }
 
@@ -201,7 +205,11 @@ impl<'a> Runner<'a> {
                 match self.ask_gates(number).await? {
                     Gate::Open => {}
                     Gate::Closed(why) => {
-                        pause_announced = self.pause_for(why).await?;
+                        let why = format!(
+                            "{why}; `discoctl resume {app}` asks again, `discoctl abort {app}` rolls back",
+                            app = self.app
+                        );
+                        pause_announced = self.pause_for(why, "gate").await?;
                         continue;
                     }
                     Gate::Interrupted(reason) => {
@@ -309,16 +317,14 @@ impl<'a> Runner<'a> {
         })
     }
 
-    /// Pauses the canary for `why` (a gate's refusal). True once paused (announced);
-    /// false on a conflict (re-read; the loop decides).
-    async fn pause_for(&mut self, why: String) -> Result<bool> {
+    /// Pauses the canary for `why` (a gate's refusal, an inconclusive verdict), `by`
+    /// whom (`gate`, `analysis`). True once paused (announced); false on a conflict
+    /// (re-read; the caller decides).
+    pub(super) async fn pause_for(&mut self, why: String, by: &str) -> Result<bool> {
         let mut next = self.rollout.clone();
         next.state = RolloutState::Paused;
-        next.reason = Some(format!(
-            "{why}; `discoctl resume {}` asks again, `discoctl abort {}` rolls back",
-            self.app, self.app
-        ));
-        next.changed_by = Some("gate".into());
+        next.reason = Some(why);
+        next.changed_by = Some(by.into());
         if self.commit(ChangeSet::default(), next).await?.is_none() {
             return Ok(false);
         }

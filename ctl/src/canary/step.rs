@@ -98,14 +98,21 @@ impl Runner<'_> {
             );
         }
         Ok(match self.observe(number).await? {
-            Outcome::Passed(obs) => {
+            Outcome::Passed(obs, judged) => {
                 self.rollout.passed = number;
                 let version = &self.rollout.version;
+                let explained = match &judged {
+                    Some(j) => j.explain(),
+                    None => "passed without data (--on-no-data pass)".into(),
+                };
+                self.passed_verdict = Some((number, explained.clone()));
                 let passed = Event::StepPassed {
                     step: number,
                     of: n,
                     canary: VersionCounts::new(version, &obs.canary),
                     stable: VersionCounts::new("stable", &obs.stable),
+                    analysis: judged.map(|j| j.checks).unwrap_or_default(),
+                    explained,
                 };
                 self.events.emit(passed);
                 StepEnd::Again
@@ -142,11 +149,14 @@ impl Runner<'_> {
         let mut next = self.rollout.clone();
         next.step = number;
         let mut set = ChangeSet::default();
-        let reason = format!(
+        let mut reason = format!(
             "canary step {number}/{}: {}",
             self.n(),
             self.describe(number)
         );
+        if let Some((passed, why)) = &self.passed_verdict {
+            reason.push_str(&format!(" (step {passed} passed: {why})"));
+        }
         self.stage(&mut set, &state, &change, HistoryAction::Canary, reason)
             .await?;
         let history_seq = set.recorded_seq();

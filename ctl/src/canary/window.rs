@@ -1,17 +1,14 @@
 //! A step's observation window, without IO: how much of `--interval` has been observed
-//! (paused time does not count), when the counts are due to be read again, and what a
-//! verdict on them means at that point: fail at once, pass, or observe on (once more
-//! for `--on-no-data wait`).
+//! (paused time does not count), and what a verdict on the counts means at that point:
+//! fail at once, pass, observe on (once more for `--on-no-data wait` and
+//! `--on-inconclusive extend`), or pause for an operator.
 
 use std::time::Duration;
 
-use disco::rollout::{OnNoData, Verdict};
+use disco::rollout::{OnInconclusive, OnNoData, Verdict};
 use tokio::time::Instant;
 
 use super::event::duration_text;
-
-/// How often the counts are read and judged during the window.
-const READ_EVERY: Duration = Duration::from_secs(1);
 
 /// The observation of one step, fed the time by its caller.
 #[derive(Debug, Clone)]
@@ -19,7 +16,9 @@ pub struct Window {
     /// `--interval`.
     interval: Duration,
     /// How long the step is observed: the interval, plus one more with `--on-no-data
-    /// wait` once the first ended without enough requests.
+    /// wait` once the first ended without enough requests (or `--on-inconclusive
+    /// extend` without a clear verdict), plus one more per resume after a pause for an
+    /// inconclusive verdict.
     budget: Duration,
     /// Time observed so far (not counting pauses).
     observed: Duration,
@@ -27,8 +26,6 @@ pub struct Window {
     last: Instant,
     paused: bool,
     extended: bool,
-    /// When the counts were last read.
-    last_read: Option<Instant>,
 }
 
 /// What to do after judging the counts.
@@ -44,6 +41,12 @@ pub enum Decision {
     Fail(String),
     /// Too few requests, and `--on-no-data wait`: the window grew by one interval; why.
     Extend(String),
+    /// Inconclusive, and `--on-inconclusive extend`: the window grew by one interval;
+    /// why.
+    ExtendInconclusive(String),
+    /// Inconclusive after the extra interval, or with `--on-inconclusive pause`: pause
+    /// for an operator (a resume observes one more interval, [`Window::grant`]); why.
+    PauseInconclusive(String),
 }
 
 impl Window {
@@ -56,7 +59,6 @@ impl Window {
             last: now,
             paused,
             extended: false,
-            last_read: None,
         }
     }
 
@@ -97,16 +99,11 @@ impl Window {
         self.budget.saturating_sub(self.observed)
     }
 
-    /// True when the counts are due to be read (a second after the last read, or
-    /// never read); records `now` as the read.
-    pub fn read_due(&mut self, now: Instant) -> bool {
-        let due = self
-            .last_read
-            .is_none_or(|t| now.saturating_duration_since(t) >= READ_EVERY);
-        if due {
-            self.last_read = Some(now);
-        }
-        due
+    /// One more interval to observe (a resume after a pause for an inconclusive
+    /// verdict); in it, a pass ends the step as soon as it comes.
+    pub fn grant(&mut self) {
+        self.extended = true;
+        self.budget = self.observed.max(self.budget) + self.interval;
     }
 
     /// True when the whole window is observed and not paused: the final verdict is due.
@@ -114,8 +111,9 @@ impl Window {
         !self.paused && self.observed >= self.budget
     }
 
-    /// The verdict on the counts so far: a failure ends the step at once; a pass ends
-    /// it only in the extra interval (the requests it waited for came).
+    /// The verdict on the counts so far (judged at the strict interim level): a failure
+    /// ends the step at once; a pass ends it only in an extra interval (the requests or
+    /// the evidence it waited for came).
     pub fn midway(&self, verdict: Verdict) -> Decision {
         match verdict {
             Verdict::Fail(why) => Decision::Fail(why),
@@ -124,11 +122,25 @@ impl Window {
         }
     }
 
-    /// The verdict at the end of the window; too few requests follow `on_no_data`.
-    pub fn at_end(&mut self, verdict: Verdict, on_no_data: OnNoData) -> Decision {
+    /// The verdict at the end of the window; too few requests follow `on_no_data`, an
+    /// inconclusive verdict `on_inconclusive`.
+    pub fn at_end(
+        &mut self,
+        verdict: Verdict,
+        on_no_data: OnNoData,
+        on_inconclusive: OnInconclusive,
+    ) -> Decision {
         match verdict {
             Verdict::Pass => Decision::Pass,
             Verdict::Fail(why) => Decision::Fail(why),
+            Verdict::Inconclusive(why) => match on_inconclusive {
+                OnInconclusive::Extend if !self.extended => {
+                    self.extended = true;
+                    self.budget += self.interval;
+                    Decision::ExtendInconclusive(why)
+                }
+                _ => Decision::PauseInconclusive(why),
+            },
             Verdict::NoData(why) => match on_no_data {
                 OnNoData::Pass => Decision::PassWithoutData(why),
                 OnNoData::Fail => Decision::Fail(format!("no data: {why}")),
@@ -203,21 +215,6 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn counts_are_read_at_once_then_once_a_second() {
-        let mut window = Window::new(10 * SECOND, false, Instant::now());
-        assert!(
-            window.read_due(Instant::now()),
-            "the first read is due at once"
-        );
-        assert!(!window.read_due(Instant::now()));
-        wait(&mut window, Duration::from_millis(500)).await;
-        assert!(!window.read_due(Instant::now()));
-        wait(&mut window, Duration::from_millis(500)).await;
-        assert!(window.read_due(Instant::now()));
-        assert!(!window.read_due(Instant::now()));
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn midway_a_failure_ends_the_step_and_a_pass_waits_for_the_end() {
         let mut window = Window::new(10 * SECOND, false, Instant::now());
         wait(&mut window, 2 * SECOND).await;
@@ -239,7 +236,7 @@ mod tests {
         assert!(window.is_over());
         let no_data = || Verdict::NoData("3 of 20 requests".into());
         assert_eq!(
-            window.at_end(no_data(), OnNoData::Wait),
+            window.at_end(no_data(), OnNoData::Wait, OnInconclusive::Extend),
             Decision::Extend("3 of 20 requests".into())
         );
         assert!(window.is_extended() && !window.is_over());
@@ -253,7 +250,7 @@ mod tests {
         wait(&mut window, 6 * SECOND).await;
         assert!(window.is_over());
         assert_eq!(
-            window.at_end(no_data(), OnNoData::Wait),
+            window.at_end(no_data(), OnNoData::Wait, OnInconclusive::Extend),
             Decision::Fail("no data after 20s: 3 of 20 requests".into())
         );
     }
@@ -264,18 +261,61 @@ mod tests {
         wait(&mut window, 10 * SECOND).await;
         let no_data = || Verdict::NoData("none".into());
         assert_eq!(
-            window.at_end(no_data(), OnNoData::Pass),
+            window.at_end(no_data(), OnNoData::Pass, OnInconclusive::Extend),
             Decision::PassWithoutData("none".into())
         );
         assert_eq!(
-            window.at_end(no_data(), OnNoData::Fail),
+            window.at_end(no_data(), OnNoData::Fail, OnInconclusive::Extend),
             Decision::Fail("no data: none".into())
         );
-        assert_eq!(window.at_end(Verdict::Pass, OnNoData::Fail), Decision::Pass);
         assert_eq!(
-            window.at_end(Verdict::Fail("slow".into()), OnNoData::Pass),
+            window.at_end(Verdict::Pass, OnNoData::Fail, OnInconclusive::Extend),
+            Decision::Pass
+        );
+        assert_eq!(
+            window.at_end(
+                Verdict::Fail("slow".into()),
+                OnNoData::Pass,
+                OnInconclusive::Extend
+            ),
             Decision::Fail("slow".into())
         );
         assert!(!window.is_extended());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inconclusive_extends_once_then_pauses_and_a_resume_grants_an_interval() {
+        let mut window = Window::new(10 * SECOND, false, Instant::now());
+        let unsure = || Verdict::Inconclusive("3 of 100 against 1 of 100".into());
+        assert_eq!(window.midway(unsure()), Decision::Observe);
+        wait(&mut window, 10 * SECOND).await;
+        assert_eq!(
+            window.at_end(unsure(), OnNoData::Wait, OnInconclusive::Extend),
+            Decision::ExtendInconclusive("3 of 100 against 1 of 100".into())
+        );
+        assert_eq!(window.remaining(), 10 * SECOND);
+        wait(&mut window, 10 * SECOND).await;
+        assert!(window.is_over());
+        assert_eq!(
+            window.at_end(unsure(), OnNoData::Wait, OnInconclusive::Extend),
+            Decision::PauseInconclusive("3 of 100 against 1 of 100".into())
+        );
+        // Paused for an operator; the time paused does not count; a resume gives one
+        // more interval, in which a pass ends the step.
+        window.pause();
+        wait(&mut window, 60 * SECOND).await;
+        window.resume();
+        window.grant();
+        assert!(!window.is_over());
+        assert_eq!(window.remaining(), 10 * SECOND);
+        wait(&mut window, 3 * SECOND).await;
+        assert_eq!(window.midway(Verdict::Pass), Decision::Pass);
+        // --on-inconclusive pause: at once.
+        let mut window = Window::new(10 * SECOND, false, Instant::now());
+        wait(&mut window, 10 * SECOND).await;
+        assert_eq!(
+            window.at_end(unsure(), OnNoData::Wait, OnInconclusive::Pause),
+            Decision::PauseInconclusive("3 of 100 against 1 of 100".into())
+        );
     }
 }

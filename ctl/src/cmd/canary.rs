@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use disco::model::Match;
-use disco::rollout::{parse_steps, Analysis, OnNoData, Step};
+use disco::rollout::{parse_steps, Analysis, OnInconclusive, OnNoData, Step};
 
 use crate::canary::{self, Settings};
 use crate::context::Ctx;
@@ -38,6 +38,24 @@ impl From<NoData> for OnNoData {
     }
 }
 
+/// `--on-inconclusive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Inconclusive {
+    /// Observe one more interval; still inconclusive then: pause.
+    Extend,
+    /// Pause at once for an operator (`discoctl resume` observes one more interval).
+    Pause,
+}
+
+impl From<Inconclusive> for OnInconclusive {
+    fn from(i: Inconclusive) -> OnInconclusive {
+        match i {
+            Inconclusive::Extend => OnInconclusive::Extend,
+            Inconclusive::Pause => OnInconclusive::Pause,
+        }
+    }
+}
+
 /// The steps as one clap value.
 #[derive(Debug, Clone)]
 pub struct Steps(Vec<Step>);
@@ -50,6 +68,13 @@ fn rate(s: &str) -> std::result::Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
         _ => Err("expected a share from 0 to 1, e.g. 0.01 for 1%".into()),
+    }
+}
+
+fn confidence(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(c) if (0.5..=0.9999).contains(&c) => Ok(c),
+        _ => Err("expected a confidence from 0.5 to 0.9999, e.g. 0.95".into()),
     }
 }
 
@@ -82,17 +107,41 @@ pub struct CanaryArgs {
     /// How long each step is observed (paused time does not count).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, conflicts_with = "resume")]
     interval: Duration,
-    /// Largest 5xx share (0-1) of VERSION over a step; a step fails above it only if
-    /// the stable versions' share is lower.
+    /// Largest 5xx share (0-1) of VERSION over a step. Above it a step fails only if
+    /// VERSION's share is above the stable versions' by more than chance (Fisher's
+    /// exact test; without stable traffic, a binomial test against the threshold).
     #[arg(long, default_value = "0.01", value_parser = rate, conflicts_with = "resume")]
     max_error_rate: f64,
     /// Largest mean response time of VERSION over a step, in ms (250) or as a duration
-    /// (250ms). A mean, because HAProxy gives no per-request times. Default: unchecked.
+    /// (250ms); over it, compared with the stable versions like --max-p95. Default:
+    /// unchecked.
     #[arg(long, value_name = "MS", value_parser = latency_ms, conflicts_with = "resume")]
     max_latency: Option<f64>,
-    /// Fewest requests VERSION must answer in a step for a verdict.
+    /// Largest 95th percentile of VERSION's response time over a step (ms or a
+    /// duration). Over it a step fails only if VERSION is slower than the stable
+    /// versions by more than chance (Mann-Whitney U on the latency histograms). Needs
+    /// per-request times: HAProxy's log_socket or nginx's access_log. Default:
+    /// unchecked.
+    #[arg(long, value_name = "MS", value_parser = latency_ms, conflicts_with = "resume")]
+    max_p95: Option<f64>,
+    /// Largest 99th percentile, like --max-p95.
+    #[arg(long, value_name = "MS", value_parser = latency_ms, conflicts_with = "resume")]
+    max_p99: Option<f64>,
+    /// Fewest requests VERSION must answer in a step for a verdict; the stable
+    /// versions need as many to be compared with.
     #[arg(long, default_value_t = 20, conflicts_with = "resume")]
     min_requests: u64,
+    /// How sure the verdict at the end of a step must be before it fails: a test's
+    /// p-value below 1 - CONFIDENCE. During a step a failure needs p < 0.001, so that a
+    /// plainly broken VERSION is rolled back within its first requests.
+    #[arg(long, default_value = "0.95", value_parser = confidence, conflicts_with = "resume")]
+    confidence: f64,
+    /// A step over a threshold but not significantly (inconclusive) at the end of its
+    /// interval: extend (observe one more interval, then pause if still inconclusive)
+    /// or pause (for an operator: `discoctl resume` observes one more interval,
+    /// `discoctl abort` rolls back).
+    #[arg(long, value_enum, default_value = "extend", conflicts_with = "resume")]
+    on_inconclusive: Inconclusive,
     /// A step with fewer requests: fail (roll back), wait (observe up to one more
     /// interval, then fail) or pass.
     #[arg(long, value_enum, default_value = "wait", conflicts_with = "resume")]
@@ -186,8 +235,12 @@ pub async fn run(ctx: &Ctx, args: CanaryArgs) -> Result {
             interval_ms: args.interval.as_millis() as u64,
             max_error_rate: args.max_error_rate,
             max_latency_ms: args.max_latency,
+            max_p95_ms: args.max_p95,
+            max_p99_ms: args.max_p99,
             min_requests: args.min_requests,
             on_no_data: args.on_no_data.into(),
+            confidence: args.confidence,
+            on_inconclusive: args.on_inconclusive.into(),
             dry_run: args.dry_run_analysis,
         },
         dark_matches: matches,
