@@ -424,8 +424,10 @@ mod tests {
         let p = slower_than(&canary, &stable).unwrap().p_value;
         assert!(close(p, normal_upper(4.0 / 5.25f64.sqrt()), 1e-9), "{p}");
         // No histogram (HAProxy's show stat): no test.
-        let mut means = Counts::default();
-        means.requests = 10;
+        let means = Counts {
+            requests: 10,
+            ..Counts::default()
+        };
         assert_eq!(slower_than(&means, &fast), None);
     }
 
