@@ -776,3 +776,82 @@ async fn a_crashed_canary_is_taken_over_with_resume_or_rolled_back_with_abort() 
     );
     assert!(!locked(&store, "app1").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inconclusive_step_pauses_for_an_operator_and_says_why() {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let backends = backends();
+    let seeded = seed_backends(&store, &backends).await;
+    // HAProxy read through `show stat` only: means, no per-request times, so a
+    // --max-p95 cannot be measured: inconclusive at every step, by construction.
+    let lb = ProxyAgent::haproxy(&etcd, "lb-haproxy", "5s");
+    applied(&store, &lb.agent, seeded).await;
+    let traffic = load(&lb.url());
+    traffic.wait_for_ok(100);
+
+    let mut canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,all",
+            "--interval",
+            "2s",
+            "--max-p95",
+            "100",
+            "--on-inconclusive",
+            "pause",
+        ],
+    );
+    let unsure = canary.wait_event("inconclusive", MINUTE, |e| e["step"] == 1);
+    assert_eq!(unsure["then"], "pause", "{unsure}");
+    let reason = unsure["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        "v2 has no per-request response times for --max-p95 (an HAProxy target needs log_socket)"
+    );
+    let paused = canary.wait_event("paused", MINUTE, |e| e["by"] == "analysis");
+    assert!(
+        paused["reason"].as_str().unwrap().starts_with(&format!(
+            "step 1/2 is inconclusive: {reason}; `discoctl resume app1` observes one more interval"
+        )),
+        "{paused}"
+    );
+    let record = rollout(&store, "app1").await.unwrap();
+    assert_eq!(
+        (record["state"].as_str(), record["changed_by"].as_str()),
+        (Some("paused"), Some("analysis")),
+        "{record}"
+    );
+    // Neither forward nor back: the step stays as it is until an operator decides.
+    assert_eq!(on_v2(&store).await, 1);
+    assert!(canary.running());
+
+    // A resume observes one more interval; still inconclusive: paused again.
+    ok_json(&etcd, &["resume", "app1"]);
+    canary.wait_event("resumed", MINUTE, |_| true);
+    disco_harness::wait_for("a second inconclusive verdict", MINUTE, || {
+        let events = canary.events();
+        (events
+            .iter()
+            .filter(|e| e["event"] == "inconclusive")
+            .count()
+            >= 2)
+            .then_some(())
+    });
+    canary.wait_event("paused", MINUTE, |e| {
+        e["by"] == "analysis" && e["step"] == 1
+    });
+    assert_eq!(on_v2(&store).await, 1);
+
+    ok_json(&etcd, &["abort", "app1"]);
+    let (code, events, stderr) = canary.finish(MINUTE);
+    assert_eq!(code, Some(6), "{events:#?}\n{stderr}");
+    assert!(!events.iter().any(|e| e["event"] == "step_passed"));
+    assert_eq!(on_v2(&store).await, 0);
+    let records = history(&etcd);
+    assert_eq!(records.last().unwrap()["action"], "rollback");
+}
