@@ -159,7 +159,12 @@ impl Counts {
 pub struct VersionStats {
     /// Since the agent started counting ([`AppStats::started_at`]).
     pub total: Counts,
-    /// The last window ([`AppStats::window_ms`] long, ending at [`AppStats::at`]).
+    /// The last window ([`AppStats::window_ms`] long, ending at [`AppStats::at`]). In a
+    /// record published between the regular ones (every `canary_stats_interval` while
+    /// the app has a canary running), the current window so far: it is not ended there,
+    /// so consecutive such records hold growing windows of the same start, until the
+    /// next regular record ends it. Differences of `total` are the counts between any
+    /// two records.
     pub window: Counts,
     /// The window's 5xx share (0.0–1.0); null without requests. Derived from `window`,
     /// for people reading etcd.
@@ -199,7 +204,9 @@ impl VersionStats {
 
 /// What one LB agent publishes about one app: `<prefix>/stats/<app>/<agent-id>`,
 /// rewritten every `stats_interval` under the agent's stats lease (so a dead agent's
-/// record disappears).
+/// record disappears); while the app has a canary running, also every
+/// `canary_stats_interval` in between, with the window so far (not ended; see
+/// [`VersionStats::window`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppStats {
     /// The agent id (also in the key).
@@ -213,9 +220,11 @@ pub struct AppStats {
     /// When the agent started counting (RFC 3339): the totals are since then. A record
     /// with another `started_at` than an earlier one comes from a restarted agent.
     pub started_at: String,
-    /// When this record was written, the end of the window (RFC 3339).
+    /// When this record was written, the end of the window (RFC 3339); in a record
+    /// between the regular ones, the moment the window so far reaches.
     pub at: String,
-    /// The length of the window, in ms (about `interval_ms`).
+    /// The length of the window, in ms (about `interval_ms`; less in a record between
+    /// the regular ones: the window so far).
     pub window_ms: u64,
     /// The agent's `stats_interval`, in ms: a record older than a few of these is stale.
     pub interval_ms: u64,

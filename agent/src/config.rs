@@ -48,6 +48,16 @@ pub struct Config {
     /// the length of a stats window. Default: `5s`.
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
+    /// While an app this agent serves has a canary running (its `rollout` record in
+    /// state `running`), that app's statistics record is also published this often,
+    /// between the regular ones: totals up to now, and the current window so far (not
+    /// ended; the regular `stats_interval` cycle goes on unchanged). Only per-request
+    /// sources are read for it (HAProxy's `log_socket`, nginx's `access_log`); `show
+    /// stat` is read on the regular cycle only. Costs one etcd write per canary app per
+    /// interval (20/s at the default). `0s` turns it off; otherwise at least `10ms` and
+    /// not more than `stats_interval`. Default: `50ms`.
+    #[serde(with = "humantime_serde")]
+    pub canary_stats_interval: Duration,
     /// Address of the agent's HTTP endpoints (`/healthz`, `/metrics`, `/status`), e.g.
     /// `127.0.0.1:9180`. Default: none (no HTTP server).
     pub http_listen: Option<std::net::SocketAddr>,
@@ -209,6 +219,7 @@ impl Default for Config {
             registrations: Vec::new(),
             drain_timeout: Config::DEFAULT_DRAIN_TIMEOUT,
             stats_interval: Duration::from_secs(5),
+            canary_stats_interval: Duration::from_millis(50),
             http_listen: None,
             mass_expiry_share: 0.5,
             mass_expiry_window: RegisterConfig::DEFAULT_LEASE_TTL,
@@ -496,6 +507,17 @@ impl Config {
             self.stats_interval >= Duration::from_millis(100),
             "stats_interval must be at least 100ms"
         );
+        let canary = self.canary_stats_interval;
+        anyhow::ensure!(
+            canary.is_zero() || canary >= Duration::from_millis(10),
+            "canary_stats_interval must be 0s (off) or at least 10ms"
+        );
+        anyhow::ensure!(
+            canary <= self.stats_interval,
+            "canary_stats_interval ({}) must not be more than stats_interval ({})",
+            humantime::format_duration(canary),
+            humantime::format_duration(self.stats_interval)
+        );
         Ok(())
     }
 
@@ -543,6 +565,7 @@ mod tests {
         assert_eq!(c.targets[0].timeout, Duration::from_secs(30));
         assert_eq!(c.targets[1].listen["app1"], "10.0.0.9:80");
         assert_eq!(c.stats_interval, Duration::from_secs(5));
+        assert_eq!(c.canary_stats_interval, Duration::from_millis(50));
         assert_eq!(c.http_listen, None);
         assert_eq!(c.targets[0].stats_socket, None);
     }
@@ -611,6 +634,32 @@ mod tests {
     }
 
     #[test]
+    fn canary_stats_interval_is_off_at_zero_and_bounded_otherwise() {
+        let parse = |text: &str| -> anyhow::Result<Config> {
+            let c: Config = toml::from_str(text)?;
+            c.validate()?;
+            Ok(c)
+        };
+        assert_eq!(
+            parse("canary_stats_interval = \"0s\"")
+                .unwrap()
+                .canary_stats_interval,
+            Duration::ZERO
+        );
+        assert_eq!(
+            parse("canary_stats_interval = \"10ms\"")
+                .unwrap()
+                .canary_stats_interval,
+            Duration::from_millis(10)
+        );
+        // Up to and including stats_interval.
+        let c = parse("stats_interval = \"200ms\"\ncanary_stats_interval = \"200ms\"").unwrap();
+        assert_eq!(c.canary_stats_interval, c.stats_interval);
+        assert!(parse("stats_interval = \"200ms\"\ncanary_stats_interval = \"201ms\"").is_err());
+        assert!(parse("canary_stats_interval = \"9ms\"").is_err());
+    }
+
+    #[test]
     fn bad_configs_say_what_is_wrong() {
         for (text, expect) in [
             ("agent_id = \"lb 1\"", "whitespace"),
@@ -639,6 +688,10 @@ mod tests {
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"/l/$host\"", "must not contain"),
             ("[[target]]\nkind = \"nginx\"\npath = \"/a\"\naccess_log = \"l.log\"", "absolute"),
             ("stats_interval = \"10ms\"", "at least 100ms"),
+            ("canary_stats_interval = \"5ms\"", "0s (off) or at least 10ms"),
+            ("canary_stats_interval = \"9ms\"", "0s (off) or at least 10ms"),
+            ("stats_interval = \"1s\"\ncanary_stats_interval = \"2s\"", "must not be more than stats_interval (1s)"),
+            ("canary_stats_interval = \"6s\"", "must not be more than stats_interval (5s)"),
             ("http_listen = \"localhost\"", "invalid socket address"),
         ] {
             let err = toml::from_str::<Config>(text)

@@ -8,15 +8,18 @@
 //!
 //! Alongside: the HTTP endpoints (`http_listen`), the traffic statistics (read every
 //! `stats_interval` between applies, so that they are always attributed with the
-//! snapshot the running configuration came from). One stream from the store carries the
-//! initial state, the changes and the watch's losses and recoveries (for `/healthz`).
+//! snapshot the running configuration came from; and, while an app has a canary
+//! running, its per-request sources read and its record published every
+//! `canary_stats_interval` too, after any pending apply). One stream from the store
+//! carries the initial state, the changes and the watch's losses and recoveries (for
+//! `/healthz`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use disco::model::{now_rfc3339, AgentStatus, TargetStatus};
-use disco::stats::AppStats;
+use disco::rollout::RolloutState;
 use disco::store::{Store, WatchSettings, WatchUpdate};
 use disco::{Keyspace, Snapshot};
 use tokio::sync::watch;
@@ -74,7 +77,10 @@ struct Lb {
     published: watch::Receiver<u64>,
     shared: Arc<Shared>,
     collector: Collector,
-    publish_stats: Option<watch::Sender<BTreeMap<String, AppStats>>>,
+    publish_stats: Option<crate::stats::publish::Sender>,
+    /// The apps with a canary running (their `rollout` record in state `running`): their
+    /// statistics are published every `canary_stats_interval` too.
+    canaries: BTreeSet<String>,
 }
 
 /// Runs the LB role (and publishes the agent's status, whatever its roles) until `stop`
@@ -182,6 +188,7 @@ pub async fn run(
         shared,
         collector,
         publish_stats,
+        canaries: BTreeSet::new(),
     };
     let result = lb.serve(&store, &mut stop).await;
     let _ = stop_status.send(true);
@@ -307,7 +314,18 @@ impl Lb {
         let mut balancer_tick = tokio::time::interval(check.unwrap_or(Duration::from_secs(3600)));
         balancer_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let has_stats = self.collector.is_enabled();
+        // Only while a canary runs; its first tick comes at once.
+        let canary_interval = self.config.canary_stats_interval;
+        let fast_stats = has_stats && !canary_interval.is_zero();
+        let mut canary_tick = tokio::time::interval(if fast_stats {
+            canary_interval
+        } else {
+            Duration::from_secs(3600)
+        });
+        canary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.canaries = running_canaries(&self.snapshot);
         let mut collect = false;
+        let mut collect_canaries = false;
         let mut check_balancers = false;
         let mut pending = false;
         let mut stopping = false;
@@ -318,10 +336,14 @@ impl Lb {
                 update = updates.recv() => {
                     let Some(update) = update else { anyhow::bail!("etcd watch ended") };
                     tracing::trace!("watch update");
-                    pending |= self.take(update);
+                    let mut changed = self.take(update);
                     // Everything that is already queued goes into the same apply.
                     while let Ok(update) = updates.try_recv() {
-                        pending |= self.take(update);
+                        changed |= self.take(update);
+                    }
+                    if changed {
+                        pending = true;
+                        self.canaries = running_canaries(&self.snapshot);
                     }
                 }
                 // A hold of the mass-expiry guard runs out: render without it.
@@ -334,6 +356,9 @@ impl Lb {
                     pending = true;
                 }
                 _ = stats_tick.tick(), if has_stats => collect = true,
+                _ = canary_tick.tick(), if fast_stats && !self.canaries.is_empty() => {
+                    collect_canaries = true;
+                }
                 _ = balancer_tick.tick(), if has_balancer => check_balancers = true,
                 // The snapshot cache is behind: write it.
                 _ = tokio::time::sleep_until(self.cache_saved_at.unwrap_or_else(Instant::now) + CACHE_INTERVAL), if self.cache_dirty => {
@@ -364,6 +389,10 @@ impl Lb {
                 pending = false;
                 self.apply().await;
             }
+            // After the apply: a fast publish never delays one.
+            if std::mem::take(&mut collect_canaries) {
+                self.collect_canary_stats().await;
+            }
         }
     }
 
@@ -386,9 +415,22 @@ impl Lb {
         self.collector.read().await;
         let records = self.collector.records();
         if let Some(publish) = &self.publish_stats {
-            let _ = publish.send(records.clone());
+            publish.send_all(records.clone());
         }
         self.shared.update(|v| v.traffic = records);
+    }
+
+    /// Between windows: reads the per-request sources and hands the canary apps'
+    /// records (the window so far, not ended) to the publisher.
+    async fn collect_canary_stats(&mut self) {
+        self.collector.read_fast().await;
+        let records = self.collector.snapshot_for(&self.canaries);
+        if let Some(publish) = &self.publish_stats {
+            if !records.is_empty() {
+                self.shared.metrics.canary_stats_publishes.inc();
+            }
+            publish.send_some(records);
+        }
     }
 
     /// Folds one watch update into the snapshot; true if the routing state changed.
@@ -804,6 +846,27 @@ impl Lb {
     }
 }
 
+/// The apps whose `rollout` record says a canary is running. A record that does not
+/// parse counts as not running.
+fn running_canaries(snapshot: &Snapshot) -> BTreeSet<String> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    struct State {
+        state: RolloutState,
+    }
+    snapshot
+        .apps
+        .iter()
+        .filter(|(_, app)| {
+            app.rollout
+                .as_ref()
+                .and_then(|r| State::deserialize(r).ok())
+                .is_some_and(|r| r.state == RolloutState::Running)
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// The app a key under `apps` (`<prefix>/apps/`) belongs to: its next path segment,
 /// when another segment follows it (`<prefix>/apps/<app>/...`).
 fn app_of<'k>(apps: &str, key: &'k str) -> Option<&'k str> {
@@ -829,5 +892,37 @@ mod tests {
         assert_eq!(app_of(apps, "/disco/apps/app1"), None);
         assert_eq!(app_of(apps, "/disco/apps//policy"), None);
         assert_eq!(app_of(apps, "/other/apps/app1/policy"), None);
+    }
+
+    #[test]
+    fn only_running_canaries_count() {
+        let snapshot = Snapshot::from_kvs(
+            &Keyspace::default(),
+            7,
+            [
+                (
+                    "/disco/apps/app1/rollout",
+                    r#"{"version":"v2","state":"running"}"#,
+                ),
+                (
+                    "/disco/apps/app2/rollout",
+                    r#"{"version":"v2","state":"paused"}"#,
+                ),
+                (
+                    "/disco/apps/app3/rollout",
+                    r#"{"version":"v2","state":"done"}"#,
+                ),
+                (
+                    "/disco/apps/app4/rollout",
+                    r#"{"version":"v2","state":"sideways"}"#,
+                ),
+                ("/disco/apps/app5/rollout", r#"[1, 2]"#),
+                ("/disco/apps/app6/routes/i1", "v1"),
+            ],
+        );
+        assert_eq!(
+            running_canaries(&snapshot),
+            BTreeSet::from(["app1".to_string()])
+        );
     }
 }

@@ -68,6 +68,7 @@ pub struct Metrics {
     pub rejected: Gauge,
     pub warnings: Gauge,
     pub held_endpoints: Gauge,
+    pub canary_stats_publishes: Counter,
 }
 
 impl Metrics {
@@ -92,6 +93,7 @@ impl Metrics {
             rejected: Gauge::default(),
             warnings: Gauge::default(),
             held_endpoints: Gauge::default(),
+            canary_stats_publishes: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -189,6 +191,11 @@ impl Metrics {
             "disco_agent_held_endpoints",
             "Endpoints kept in the configuration although their registrations expired at once (mass-expiry guard); listed in its status",
             m.held_endpoints.clone(),
+        );
+        registry.register(
+            "disco_agent_canary_stats_publishes",
+            "Fast publishes of the statistics of the apps with a running canary (every canary_stats_interval, between the regular ones)",
+            m.canary_stats_publishes.clone(),
         );
         registry.register_collector(Box::new(TrafficCollector(totals)));
         Metrics { registry, ..m }

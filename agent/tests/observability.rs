@@ -551,3 +551,140 @@ async fn nginx_access_log_gives_per_version_5xx_rates() {
 async fn nginx_balancer_access_log_gives_per_version_5xx_rates() {
     published_stats_by_version("nginx-balancer").await;
 }
+
+/// Reads `app`'s record of lb1, if any.
+async fn stats_of(store: &disco::store::Store, app: &str) -> Option<disco::stats::AppStats> {
+    let records = disco::stats::read(store, &Keyspace::default(), app)
+        .await
+        .unwrap();
+    records.into_iter().find(|r| r.agent == "lb1")
+}
+
+/// Every version's total requests in a record.
+fn total_requests(record: &disco::stats::AppStats) -> u64 {
+    record.versions.values().map(|v| v.total.requests).sum()
+}
+
+/// While app1 has a canary running, its record is published every
+/// `canary_stats_interval` (HAProxy's log socket, under load), far more often than
+/// `stats_interval`; app2, without a canary, gets only the regular cycle; once the
+/// canary is `done`, the fast publishing stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_canary_gets_its_statistics_every_canary_stats_interval() {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = Backend::start("v1");
+    let v2 = Backend::start("v2");
+    let other = Backend::start("v1");
+    let listen1 = format!("127.0.0.1:{}", disco_harness::ports::free_port());
+    let listen2 = format!("127.0.0.1:{}", disco_harness::ports::free_port());
+    seed_checked_app(
+        &store,
+        "app1",
+        "0.0.0.0:1",
+        &[
+            ("instance1", "v1", v1.addr()),
+            ("instance2", "v2", v2.addr()),
+        ],
+        &[("instance1", "v1"), ("instance2", "v2")],
+    )
+    .await;
+    let rev = seed_checked_app(
+        &store,
+        "app2",
+        "0.0.0.0:1",
+        &[("instance1", "v1", other.addr())],
+        &[("instance1", "v1")],
+    )
+    .await;
+    let fragment = dir.path().join("disco.cfg");
+    let haproxy = Haproxy::start(&fragment);
+    let target = TargetConfig::haproxy(&fragment, &haproxy)
+        .set("stats_socket", haproxy.stats_socket().display())
+        .set("log_socket", dir.path().join("haproxy-log.sock").display())
+        .listen("app1", &listen1)
+        .listen("app2", &listen2);
+    // One regular window over the whole test: whatever else app1 gets is fast.
+    let config = AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
+        .set("status_ttl", "5s")
+        .set("stats_interval", "10s")
+        .set("canary_stats_interval", "50ms")
+        .target(target);
+    let agent = Agent::start(dir.path(), "lb1", &config.toml());
+    applied(&store, &agent, rev).await;
+    let load = Load::start(&format!("http://{listen1}/"), LoadOptions::default());
+
+    let rollout_key = Keyspace::default().key(&disco::Key::Rollout { app: "app1".into() });
+    let record = |state: &str| {
+        serde_json::json!({ "version": "v2", "steps": [], "step": 1, "state": state }).to_string()
+    };
+    let rev = store
+        .put(&rollout_key, record("running"), None)
+        .await
+        .unwrap();
+    applied(&store, &agent, rev).await;
+
+    // Five records of app1 in a row, each later and with more requests than the last,
+    // well within one stats_interval; app2 meanwhile: at most its record from before
+    // and one regular one.
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(9);
+    let mut app1: Vec<(String, u64)> = Vec::new();
+    let mut app2_at = std::collections::BTreeSet::new();
+    while app1.len() < 5 {
+        if let Some(r) = stats_of(&store, "app1").await {
+            let total = total_requests(&r);
+            match app1.last() {
+                Some((at, _)) if *at == r.at => {}
+                Some((_, last)) => {
+                    assert!(total >= *last, "totals only grow: {app1:?}, then {r:?}");
+                    if total > *last {
+                        app1.push((r.at.clone(), total));
+                    }
+                }
+                None => app1.push((r.at.clone(), total)),
+            }
+        }
+        if let Some(r) = stats_of(&store, "app2").await {
+            app2_at.insert(r.at);
+        }
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "app1 with a running canary: {} records in {:?} ({app1:?})\n{}",
+                app1.len(),
+                started.elapsed(),
+                agent.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        app2_at.len() <= 2,
+        "app2 has no canary, only the regular cycle: {app2_at:?}"
+    );
+    let (_, kvs) = store
+        .get_prefix(&Keyspace::default().stats("app1"), None)
+        .await
+        .unwrap();
+    assert_ne!(kvs[0].lease, 0, "written under the stats lease");
+
+    // The canary is done: no more fast records. Watched for 20 canary intervals; one
+    // fast record already on its way and one regular record may still come.
+    let rev = store.put(&rollout_key, record("done"), None).await.unwrap();
+    applied(&store, &agent, rev).await;
+    let mut after_done = std::collections::BTreeSet::new();
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < Duration::from_secs(1) {
+        if let Some(r) = stats_of(&store, "app1").await {
+            after_done.insert(r.at);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        after_done.len() <= 3,
+        "app1's canary is done, its fast records stop: {after_done:?}"
+    );
+    let report = load.stop();
+    assert!(report.ok > 0, "{report:?}");
+}

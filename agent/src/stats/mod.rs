@@ -165,8 +165,22 @@ impl Collector {
 
     /// Reads every proxy and adds what it counted to the totals and the window.
     pub async fn read(&mut self) {
+        self.read_sources(true).await;
+    }
+
+    /// Reads the per-request sources only (HAProxy's log socket, nginx's access log:
+    /// what is already buffered, no round trip) and adds what they counted to the totals
+    /// and the window, as [`Collector::read`] does. `show stat` waits for the next
+    /// `read`, which then counts what it missed: nothing counts twice or not at all.
+    pub async fn read_fast(&mut self) {
+        self.read_sources(false).await;
+    }
+
+    /// Reads the sources (`show stat` too when `all`) into the totals and the window.
+    async fn read_sources(&mut self, all: bool) {
         for source in &mut self.sources {
             let result = match &mut source.reader {
+                Reader::Haproxy(_) if !all => continue,
                 Reader::Haproxy(h) => h.poll().await,
                 Reader::HaproxyLog(h) => h.poll(),
                 Reader::Nginx(n) => n.poll(),
@@ -220,9 +234,29 @@ impl Collector {
     /// listed, with zeros if idle), and per app with counted traffic.
     pub fn records(&mut self) -> BTreeMap<String, AppStats> {
         let now = Instant::now();
-        let window_ms = now.duration_since(self.window_start).as_millis() as u64;
+        let records = self.assemble(now, None);
         self.window_start = now;
-        let window = std::mem::take(&mut self.window);
+        self.window.clear();
+        records
+    }
+
+    /// The records of `apps` (those of them the proxies serve or counted traffic of) as
+    /// they stand: totals up to now, and the current window so far (`window_ms` since
+    /// it began). The window goes on: the next [`Collector::records`] ends it.
+    pub fn snapshot_for(&self, apps: &BTreeSet<String>) -> BTreeMap<String, AppStats> {
+        self.assemble(Instant::now(), Some(apps))
+    }
+
+    /// The records of every app (`only`: of these apps), with the window from its start
+    /// to `now`.
+    fn assemble(
+        &self,
+        now: Instant,
+        only: Option<&BTreeSet<String>>,
+    ) -> BTreeMap<String, AppStats> {
+        let wanted = |app: &String| only.is_none_or(|apps| apps.contains(app));
+        let window_ms = now.duration_since(self.window_start).as_millis() as u64;
+        let window = &self.window;
         let at = now_rfc3339();
         let totals = self.totals.lock().expect("stats totals");
 
@@ -230,9 +264,9 @@ impl Collector {
         let mut sources: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for source in &self.sources {
             let serves: Vec<&Serves> = match &source.reader {
-                Reader::Haproxy(h) => h.serves().collect(),
-                Reader::HaproxyLog(h) => h.serves().collect(),
-                Reader::Nginx(n) => n.serves().collect(),
+                Reader::Haproxy(h) => h.serves().filter(|s| wanted(&s.app)).collect(),
+                Reader::HaproxyLog(h) => h.serves().filter(|s| wanted(&s.app)).collect(),
+                Reader::Nginx(n) => n.serves().filter(|s| wanted(&s.app)).collect(),
             };
             for s in serves {
                 versions.insert((s.app.clone(), s.version.clone()));
@@ -242,7 +276,7 @@ impl Collector {
                     .insert(source.target.clone(), source.kind.to_string());
             }
         }
-        for (target, app, version) in totals.by_target.keys() {
+        for (target, app, version) in totals.by_target.keys().filter(|(_, app, _)| wanted(app)) {
             versions.insert((app.clone(), version.clone()));
             let kind = self
                 .sources
@@ -351,5 +385,83 @@ mod tests {
             t.by_target[&("nginx".into(), "app1".into(), "v2".into())].errors_5xx,
             1
         );
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_between_windows_counts_once_and_leaves_the_window_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let target: TargetConfig = toml::from_str(&format!(
+            "kind = \"nginx\"\npath = \"/x\"\naccess_log = \"{}\"",
+            log.display()
+        ))
+        .unwrap();
+        let totals = Arc::new(Mutex::new(Totals::default()));
+        let mut c = Collector::new("lb1", Duration::from_secs(5), &[target], totals);
+        let snapshot = Snapshot::from_kvs(
+            &disco::Keyspace::default(),
+            3,
+            [
+                ("/disco/apps/app1/policy", r#"{"listen":"127.0.0.1:8080"}"#),
+                ("/disco/apps/app1/routes/i1", "v1"),
+                (
+                    "/disco/apps/app1/endpoints/i1/v1",
+                    r#"{"address":"127.0.0.1:9001"}"#,
+                ),
+                ("/disco/apps/app2/policy", r#"{"listen":"127.0.0.1:8081"}"#),
+                ("/disco/apps/app2/routes/i1", "v1"),
+                (
+                    "/disco/apps/app2/endpoints/i1/v1",
+                    r#"{"address":"127.0.0.1:9101"}"#,
+                ),
+            ],
+        );
+        c.installed("nginx", &snapshot);
+        c.read().await;
+        c.records();
+        let mut f = std::fs::File::create(&log).unwrap();
+        let line = |f: &mut std::fs::File, app: &str, status: u16, port: u16| {
+            writeln!(f, "disco1|{app}|{status}|127.0.0.1:{port}|0.010|0.011").unwrap()
+        };
+        for status in [200, 500, 200] {
+            line(&mut f, "app1", status, 9001);
+        }
+        line(&mut f, "app2", 200, 9101);
+        let only_app1 = BTreeSet::from(["app1".to_string()]);
+
+        c.read_fast().await;
+        let fast = c.snapshot_for(&only_app1);
+        assert_eq!(
+            fast.keys().collect::<Vec<_>>(),
+            ["app1"],
+            "only the apps asked for"
+        );
+        let v1 = &fast["app1"].versions["v1"];
+        assert_eq!((v1.total.requests, v1.window.requests), (3, 3));
+        assert_eq!(v1.window.errors_5xx, 1);
+        assert_eq!(fast["app1"].interval_ms, 5000);
+
+        // The next snapshot: the same window, grown; the totals go on.
+        line(&mut f, "app1", 200, 9001);
+        c.read_fast().await;
+        let fast = c.snapshot_for(&only_app1);
+        let v1 = &fast["app1"].versions["v1"];
+        assert_eq!((v1.total.requests, v1.window.requests), (4, 4));
+
+        // The regular reading counts nothing again, and ends that window.
+        line(&mut f, "app1", 500, 9001);
+        c.read().await;
+        let records = c.records();
+        let v1 = &records["app1"].versions["v1"];
+        assert_eq!((v1.total.requests, v1.window.requests), (5, 5));
+        assert_eq!(v1.window.errors_5xx, 2);
+        assert_eq!(records["app2"].versions["v1"].window.requests, 1);
+        let fast = c.snapshot_for(&only_app1);
+        assert_eq!(
+            fast["app1"].versions["v1"].window.requests, 0,
+            "a new window"
+        );
+        assert_eq!(fast["app1"].versions["v1"].total.requests, 5);
+        assert!(c.snapshot_for(&BTreeSet::new()).is_empty());
     }
 }

@@ -1,28 +1,121 @@
 //! Publishes the statistics records to `<prefix>/stats/<app>/<agent_id>` under one lease
 //! of the agent's own, so that a dead agent's records disappear with it. Its own task:
-//! the LB loop hands it the latest records and never waits for etcd. A record of an app
-//! the agent no longer serves is deleted; on stop the lease is revoked.
+//! the LB loop hands it the latest records through a [`Sender`] and never waits for
+//! etcd. Two kinds of hand-over: every app's records at the end of a window (a record of
+//! an app not among them is deleted), and some apps' records between windows (the
+//! canary apps' fast records: written over their earlier ones, nothing deleted). Nothing
+//! queues up: what the task has not written yet is replaced by what comes after it. On
+//! stop the lease is revoked.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use disco::stats::AppStats;
 use disco::store::Store;
 use disco::{Key, Keyspace};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::lease::Lease;
 
-/// Starts the publisher. Send each window's records through the returned sender; set
-/// `stop` to true to revoke the lease (removing the records) and end the task.
+/// What the task has yet to write: the latest of each kind.
+#[derive(Debug, Default, PartialEq)]
+struct Pending {
+    /// Every app's records (the end of a window); apps not in it lose their record.
+    all: Option<BTreeMap<String, AppStats>>,
+    /// Some apps' records, newer than those in `all`; other apps' records are kept.
+    some: BTreeMap<String, AppStats>,
+    /// The sender is gone.
+    closed: bool,
+}
+
+impl Pending {
+    /// Every app's records: they supersede everything not yet written.
+    fn set_all(&mut self, records: BTreeMap<String, AppStats>) {
+        self.some.clear();
+        self.all = Some(records);
+    }
+
+    /// Some apps' records: each supersedes what that app had pending.
+    fn set_some(&mut self, records: BTreeMap<String, AppStats>) {
+        for (app, record) in records {
+            match &mut self.all {
+                Some(all) if all.contains_key(&app) => {
+                    all.insert(app, record);
+                }
+                _ => {
+                    self.some.insert(app, record);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.all.is_none() && self.some.is_empty()
+    }
+}
+
+/// The shared hand-over slot: the LB loop fills it, the task empties it.
+#[derive(Default)]
+struct Mailbox {
+    pending: Mutex<Pending>,
+    wake: Notify,
+}
+
+/// The LB loop's end: hands records to the task without waiting.
+pub struct Sender {
+    mailbox: Arc<Mailbox>,
+}
+
+impl Sender {
+    /// Every app's records, at the end of a window: written, and the records of apps
+    /// not among them deleted.
+    pub fn send_all(&self, records: BTreeMap<String, AppStats>) {
+        self.mailbox
+            .pending
+            .lock()
+            .expect("stats mailbox")
+            .set_all(records);
+        self.mailbox.wake.notify_one();
+    }
+
+    /// Some apps' records, between windows: written over their earlier records; the
+    /// other apps' records stay as they are.
+    pub fn send_some(&self, records: BTreeMap<String, AppStats>) {
+        if records.is_empty() {
+            return;
+        }
+        self.mailbox
+            .pending
+            .lock()
+            .expect("stats mailbox")
+            .set_some(records);
+        self.mailbox.wake.notify_one();
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.mailbox.pending.lock() {
+            pending.closed = true;
+        }
+        self.mailbox.wake.notify_one();
+    }
+}
+
+/// Starts the publisher. Hand it records through the returned [`Sender`]; set `stop` to
+/// true (or drop the sender) to revoke the lease (removing the records) and end the task.
 pub fn spawn(
     store: Store,
     keyspace: Keyspace,
     ttl: Duration,
     mut stop: watch::Receiver<bool>,
-) -> (watch::Sender<BTreeMap<String, AppStats>>, JoinHandle<()>) {
-    let (tx, mut rx) = watch::channel(BTreeMap::<String, AppStats>::new());
+) -> (Sender, JoinHandle<()>) {
+    let mailbox = Arc::new(Mailbox::default());
+    let sender = Sender {
+        mailbox: mailbox.clone(),
+    };
     let handle = tokio::spawn(async move {
         let mut lease = Lease::new(store.clone(), "stats", ttl);
         // Keys written under the current lease.
@@ -30,16 +123,22 @@ pub fn spawn(
         let mut keepalive = lease.keepalive_timer();
         loop {
             tokio::select! {
-                changed = rx.changed() => if changed.is_err() { break },
+                _ = mailbox.wake.notified() => {}
                 _ = keepalive.tick() => {
                     if lease.keep_alive().await {
                         written.clear();
                     }
-                    continue;
                 }
                 _ = stop.changed() => break,
             }
-            let records = rx.borrow_and_update().clone();
+            let pending = std::mem::take(&mut *mailbox.pending.lock().expect("stats mailbox"));
+            if pending.closed {
+                break;
+            }
+            if pending.is_empty() {
+                continue;
+            }
+            let Pending { all, some, .. } = pending;
             let id = match lease.id().await {
                 Ok(id) => id,
                 Err(e) => {
@@ -47,15 +146,46 @@ pub fn spawn(
                     continue;
                 }
             };
-            let mut now_written = Vec::new();
-            for (app, record) in &records {
-                let key = keyspace.key(&Key::Stats {
+            let key = |app: &String, record: &AppStats| {
+                keyspace.key(&Key::Stats {
                     app: app.clone(),
                     agent: record.agent.clone(),
-                });
+                })
+            };
+            if let Some(records) = &all {
+                let mut now_written = Vec::new();
+                for (app, record) in records {
+                    let key = key(app, record);
+                    let json = serde_json::to_vec(record).expect("stats serialize");
+                    match store.put(&key, json, Some(id)).await {
+                        Ok(_) => now_written.push(key),
+                        Err(e) => {
+                            tracing::debug!(error = %e, %key, "publishing traffic statistics failed");
+                            lease.check(&e);
+                            break;
+                        }
+                    }
+                }
+                let complete = records.len() == now_written.len();
+                if complete {
+                    // An app written just below is not gone.
+                    let kept: Vec<String> = some.iter().map(|(app, r)| key(app, r)).collect();
+                    for gone in written
+                        .iter()
+                        .filter(|k| !now_written.contains(k) && !kept.contains(k))
+                    {
+                        let _ = store.delete(gone).await;
+                    }
+                    written = now_written;
+                } else {
+                    written.extend(now_written);
+                }
+            }
+            for (app, record) in &some {
+                let key = key(app, record);
                 let json = serde_json::to_vec(record).expect("stats serialize");
                 match store.put(&key, json, Some(id)).await {
-                    Ok(_) => now_written.push(key),
+                    Ok(_) => written.push(key),
                     Err(e) => {
                         tracing::debug!(error = %e, %key, "publishing traffic statistics failed");
                         lease.check(&e);
@@ -63,20 +193,111 @@ pub fn spawn(
                     }
                 }
             }
-            for gone in written.iter().filter(|k| !now_written.contains(k)) {
-                if records.len() == now_written.len() {
-                    let _ = store.delete(gone).await;
-                }
-            }
-            if records.len() == now_written.len() {
-                written = now_written;
-            } else {
-                written.extend(now_written);
-                written.sort();
-                written.dedup();
-            }
+            written.sort();
+            written.dedup();
         }
         lease.revoke().await;
     });
-    (tx, handle)
+    (sender, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(app: &str, at: &str) -> (String, AppStats) {
+        (
+            app.to_string(),
+            AppStats {
+                agent: "lb1".into(),
+                app: app.into(),
+                at: at.into(),
+                ..AppStats::default()
+            },
+        )
+    }
+
+    #[test]
+    fn the_latest_records_win_and_all_supersedes_some() {
+        let mut p = Pending::default();
+        assert!(p.is_empty());
+        p.set_some(BTreeMap::from([record("app1", "t1")]));
+        p.set_some(BTreeMap::from([record("app1", "t2"), record("app2", "t2")]));
+        assert_eq!(
+            p.some,
+            BTreeMap::from([record("app1", "t2"), record("app2", "t2")])
+        );
+        assert_eq!(p.all, None);
+        // The end of a window replaces whatever was pending.
+        p.set_all(BTreeMap::from([record("app1", "t3"), record("app3", "t3")]));
+        assert!(p.some.is_empty());
+        // A newer record of an app in it goes into it; of another app, beside it.
+        p.set_some(BTreeMap::from([record("app1", "t4"), record("app2", "t4")]));
+        assert_eq!(
+            p.all,
+            Some(BTreeMap::from([record("app1", "t4"), record("app3", "t3")]))
+        );
+        assert_eq!(p.some, BTreeMap::from([record("app2", "t4")]));
+    }
+
+    /// Reads `app`'s record of lb1, waiting (with a deadline) until `done` holds.
+    async fn wait_record(
+        store: &Store,
+        app: &str,
+        what: &str,
+        done: impl Fn(Option<&AppStats>) -> bool,
+    ) {
+        let key = Keyspace::default().key(&Key::Stats {
+            app: app.into(),
+            agent: "lb1".into(),
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, kv) = store.get(&key).await.unwrap();
+            let record: Option<AppStats> = kv.map(|kv| serde_json::from_slice(&kv.value).unwrap());
+            if done(record.as_ref()) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within 10s; {record:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn some_records_leave_the_other_apps_alone_and_all_records_remove_the_missing() {
+        let etcd = disco_harness::Etcd::start();
+        let store = disco_testkit::store(etcd.endpoints());
+        let (stop, stop_rx) = watch::channel(false);
+        let (sender, task) = spawn(
+            store.clone(),
+            Keyspace::default(),
+            Duration::from_secs(10),
+            stop_rx,
+        );
+        let at = |r: Option<&AppStats>, at: &str| r.is_some_and(|r| r.at == at);
+        sender.send_all(BTreeMap::from([record("app1", "t1"), record("app2", "t1")]));
+        wait_record(&store, "app2", "app2 at t1", |r| at(r, "t1")).await;
+        wait_record(&store, "app1", "app1 at t1", |r| at(r, "t1")).await;
+
+        // A fast record of app1: written; app2's record is not deleted.
+        sender.send_some(BTreeMap::from([record("app1", "t2")]));
+        wait_record(&store, "app1", "app1 at t2", |r| at(r, "t2")).await;
+        // One more, so that anything the first one did is done.
+        sender.send_some(BTreeMap::from([record("app1", "t2b")]));
+        wait_record(&store, "app1", "app1 at t2b", |r| at(r, "t2b")).await;
+        wait_record(&store, "app2", "app2 kept", |r| at(r, "t1")).await;
+
+        // The end of the next window without app2: its record goes.
+        sender.send_all(BTreeMap::from([record("app1", "t3")]));
+        wait_record(&store, "app2", "app2 deleted", |r| r.is_none()).await;
+        wait_record(&store, "app1", "app1 at t3", |r| at(r, "t3")).await;
+
+        // Stopping revokes the lease: every record goes.
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        wait_record(&store, "app1", "app1 gone with the lease", |r| r.is_none()).await;
+    }
 }
