@@ -606,10 +606,12 @@ async fn a_running_canary_gets_its_statistics_every_canary_stats_interval() {
         .listen("app1", &listen1)
         .listen("app2", &listen2);
     // One regular window over the whole test: whatever else app1 gets is fast.
+    let port = disco_harness::ports::free_port();
     let config = AgentConfig::new("lb1", dir.path(), &etcd.endpoints())
         .set("status_ttl", "5s")
         .set("stats_interval", "10s")
         .set("canary_stats_interval", "50ms")
+        .set("http_listen", format!("127.0.0.1:{port}"))
         .target(target);
     let agent = Agent::start(dir.path(), "lb1", &config.toml());
     applied(&store, &agent, rev).await;
@@ -668,6 +670,12 @@ async fn a_running_canary_gets_its_statistics_every_canary_stats_interval() {
         .await
         .unwrap();
     assert_ne!(kvs[0].lease, 0, "written under the stats lease");
+    // Counted: at least the fast records seen (the first one seen may be regular).
+    let (m, text) = scrape(&format!("http://127.0.0.1:{port}")).await;
+    assert!(
+        m["disco_agent_canary_stats_publishes_total"] >= 4.0,
+        "{text}"
+    );
 
     // The canary is done: no more fast records. Watched for 20 canary intervals; one
     // fast record already on its way and one regular record may still come.

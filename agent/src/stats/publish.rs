@@ -4,10 +4,12 @@
 //! etcd. Two kinds of hand-over: every app's records at the end of a window (a record of
 //! an app not among them is deleted), and some apps' records between windows (the
 //! canary apps' fast records: written over their earlier ones, nothing deleted). Nothing
-//! queues up: what the task has not written yet is replaced by what comes after it. On
-//! stop the lease is revoked.
+//! queues up: what the task has not written yet is replaced by what comes after it. Some
+//! apps' records go ahead of the rest of a batch of every app being written (one put per
+//! app: with many apps, a while), and the batch does not write its older record of those
+//! apps over them. On stop the lease is revoked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -152,24 +154,49 @@ pub fn spawn(
                     agent: record.agent.clone(),
                 })
             };
+            // Some apps' records first (with `all` pending too, they are other apps':
+            // `Pending::set_some`).
+            for (app, record) in &some {
+                let key = key(app, record);
+                if !put(&store, &mut lease, id, &key, record).await {
+                    break;
+                }
+                written.push(key);
+            }
+            // Apps whose newer record came during the batch below and was written in
+            // it: the batch's older record is not written over it.
+            let mut fresh: BTreeSet<String> = BTreeSet::new();
+            let mut fresh_keys: Vec<String> = Vec::new();
             if let Some(records) = &all {
                 let mut now_written = Vec::new();
+                let mut failed = false;
                 for (app, record) in records {
-                    let key = key(app, record);
-                    let json = serde_json::to_vec(record).expect("stats serialize");
-                    match store.put(&key, json, Some(id)).await {
-                        Ok(_) => now_written.push(key),
-                        Err(e) => {
-                            tracing::debug!(error = %e, %key, "publishing traffic statistics failed");
-                            lease.check(&e);
+                    // What came for some apps meanwhile goes first: a batch of every
+                    // app is one put each, and a canary's record must not wait for it.
+                    let newer =
+                        std::mem::take(&mut mailbox.pending.lock().expect("stats mailbox").some);
+                    for (app, record) in &newer {
+                        let key = key(app, record);
+                        if !put(&store, &mut lease, id, &key, record).await {
                             break;
                         }
+                        fresh.insert(app.clone());
+                        fresh_keys.push(key);
                     }
+                    let key = key(app, record);
+                    if !fresh.contains(app) && !put(&store, &mut lease, id, &key, record).await {
+                        failed = true;
+                        break;
+                    }
+                    now_written.push(key);
                 }
-                let complete = records.len() == now_written.len();
-                if complete {
-                    // An app written just below is not gone.
-                    let kept: Vec<String> = some.iter().map(|(app, r)| key(app, r)).collect();
+                if !failed {
+                    // An app written in this round is not gone.
+                    let kept: Vec<String> = some
+                        .iter()
+                        .map(|(app, r)| key(app, r))
+                        .chain(fresh_keys.iter().cloned())
+                        .collect();
                     for gone in written
                         .iter()
                         .filter(|k| !now_written.contains(k) && !kept.contains(k))
@@ -180,18 +207,7 @@ pub fn spawn(
                 } else {
                     written.extend(now_written);
                 }
-            }
-            for (app, record) in &some {
-                let key = key(app, record);
-                let json = serde_json::to_vec(record).expect("stats serialize");
-                match store.put(&key, json, Some(id)).await {
-                    Ok(_) => written.push(key),
-                    Err(e) => {
-                        tracing::debug!(error = %e, %key, "publishing traffic statistics failed");
-                        lease.check(&e);
-                        break;
-                    }
-                }
+                written.extend(fresh_keys);
             }
             written.sort();
             written.dedup();
@@ -199,6 +215,19 @@ pub fn spawn(
         lease.revoke().await;
     });
     (sender, handle)
+}
+
+/// Writes one record under the lease; false (logged, the lease checked) if it failed.
+async fn put(store: &Store, lease: &mut Lease, id: i64, key: &str, record: &AppStats) -> bool {
+    let json = serde_json::to_vec(record).expect("stats serialize");
+    match store.put(key, json, Some(id)).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, %key, "publishing traffic statistics failed");
+            lease.check(&e);
+            false
+        }
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +323,21 @@ mod tests {
         sender.send_all(BTreeMap::from([record("app1", "t3")]));
         wait_record(&store, "app2", "app2 deleted", |r| r.is_none()).await;
         wait_record(&store, "app1", "app1 at t3", |r| at(r, "t3")).await;
+
+        // A batch of every app is one put each; a record of one app that comes while
+        // it is written goes ahead of the rest, and the batch's older record of that app
+        // does not overwrite it.
+        let many: BTreeMap<String, AppStats> = (0..300)
+            .map(|i| record(&format!("app{i:03}"), "t4"))
+            .chain([record("zz", "t4")])
+            .collect();
+        sender.send_all(many);
+        wait_record(&store, "app000", "the batch under way", |r| at(r, "t4")).await;
+        sender.send_some(BTreeMap::from([record("zz", "t5")]));
+        wait_record(&store, "app299", "the batch written", |r| at(r, "t4")).await;
+        sender.send_some(BTreeMap::from([record("app000", "t6")]));
+        wait_record(&store, "app000", "after the batch", |r| at(r, "t6")).await;
+        wait_record(&store, "zz", "zz not overwritten", |r| at(r, "t5")).await;
 
         // Stopping revokes the lease: every record goes.
         stop.send(true).unwrap();
