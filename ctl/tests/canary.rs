@@ -855,3 +855,73 @@ async fn an_inconclusive_step_pauses_for_an_operator_and_says_why() {
     let records = history(&etcd);
     assert_eq!(records.last().unwrap()["action"], "rollback");
 }
+
+/// The canary's fast path (issue: "faster to safety"): a slot canary (1 of 3) of a v2
+/// answering 20 % 500s, HAProxy logging every request to the agent, the agent
+/// publishing the canary's app every `canary_stats_interval` (50 ms), discoctl judging
+/// every update. Counted by the clients: the public 500s from the first request on v2
+/// until discoctl returns, which is after every LB agent applied the rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_canary_answering_500s_is_stopped_within_100_public_errors() {
+    let etcd = Etcd::start();
+    let store = store(etcd.endpoints());
+    let backends = backends();
+    for (_, v, b) in &backends {
+        if v == "v2" {
+            b.set_error_rate(0.2);
+        }
+    }
+    let seeded = seed_backends(&store, &backends).await;
+    let lb = ProxyAgent::haproxy_logging(&etcd, "lb-haproxy", "5s");
+    applied(&store, &lb.agent, seeded).await;
+    let traffic = Load::start(
+        &lb.url(),
+        LoadOptions {
+            connections: 8,
+            ..LoadOptions::default()
+        },
+    );
+    traffic.wait_for_ok(1000);
+    let before = traffic.snapshot();
+    let started = std::time::Instant::now();
+
+    let canary = Background::start(
+        &etcd,
+        &[
+            "canary",
+            "app1",
+            "v2",
+            "--steps",
+            "1,all",
+            "--interval",
+            "60s",
+        ],
+    );
+    let (code, events, stderr) = canary.finish(MINUTE);
+    let during = traffic.snapshot().since(&before);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(code, Some(6), "{events:#?}\n{stderr}");
+    let rolled = events.iter().find(|e| e["event"] == "rolled_back").unwrap();
+    let reason = rolled["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("step 1/2 (1 slot on v2): v2 5xx rate "),
+        "{reason}"
+    );
+    assert!(reason.contains("Fisher's exact test"), "{reason}");
+    assert_eq!(rolled["lagging"], serde_json::json!([]));
+    // v2 was reached (the 500s are its own), and no more than 100 times with a 500.
+    let v2_ok = during.by_body.get("v2").copied().unwrap_or(0);
+    eprintln!(
+        "public requests while the canary ran: {} in {seconds:.1} s ({:.0}/s), {} answered 500 by v2, {v2_ok} answered 200 by v2; {reason}",
+        during.sent,
+        during.sent as f64 / seconds,
+        during.failed
+    );
+    assert!(during.failed >= 1 && v2_ok >= 1, "{during:?}");
+    assert!(
+        during.failed <= 100,
+        "{} public 500s before the rollback: {during:?}\n{events:#?}",
+        during.failed
+    );
+    assert_eq!(on_v2(&store).await, 0);
+}

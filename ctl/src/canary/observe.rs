@@ -41,6 +41,15 @@ pub(super) enum Outcome {
 #[derive(Default)]
 struct Records(BTreeMap<String, Vec<u8>>);
 
+/// A step's statistics: the records before its transaction, and the watch of them
+/// from then on. Opened before the step is committed, so that the requests during the
+/// wait for the agents count, and the updates that came meanwhile are judged as soon
+/// as the observation starts.
+pub(super) struct Feed {
+    before: Vec<AppStats>,
+    watch: tokio::sync::mpsc::Receiver<WatchUpdate>,
+}
+
 impl Records {
     /// Folds `update` in; true if a record changed.
     fn take(&mut self, update: WatchUpdate) -> bool {
@@ -75,17 +84,32 @@ impl Records {
 }
 
 impl Runner<'_> {
+    /// Reads the statistics as they are and starts watching them: call before
+    /// committing a step.
+    pub(super) async fn open_feed(&self) -> Result<Feed> {
+        let watch = self.ctx.store.watch(
+            &self.ctx.keyspace.stats(&self.app),
+            0,
+            WatchSettings::default(),
+        );
+        let before = self.read_stats().await?;
+        Ok(Feed { before, watch })
+    }
+
     /// Observes step `number` for the interval (paused time does not count), judging
     /// the counts so far at every update of the agents' records, at the strict interim
     /// level: a canary worse than the stable versions beyond doubt fails at once. The
     /// verdict at the end decides, with `--on-no-data` for too few requests and
     /// `--on-inconclusive` for a verdict that is not clear. With `--dry-run-analysis`
     /// a failure is noted and the step observed to its end.
-    pub(super) async fn observe(&mut self, number: usize) -> Result<Outcome> {
+    pub(super) async fn observe(&mut self, number: usize, feed: Feed) -> Result<Outcome> {
         let n = self.n();
         let version = self.rollout.version.clone();
         let analysis = self.rollout.analysis.clone();
-        let before = self.read_stats().await?;
+        let Feed {
+            before,
+            watch: mut feed,
+        } = feed;
         if before.is_empty() && number == 1 {
             eprintln!(
                 "note: no LB agent publishes traffic statistics for {} (HAProxy stats_socket or log_socket, nginx access_log): steps will have no data (--on-no-data {})",
@@ -93,11 +117,6 @@ impl Runner<'_> {
                 serde_json::to_value(analysis.on_no_data)?.as_str().unwrap_or("?")
             );
         }
-        let mut feed = self.ctx.store.watch(
-            &self.ctx.keyspace.stats(&self.app),
-            0,
-            WatchSettings::default(),
-        );
         let mut records = Records::default();
         let mut window = Window::new(
             Duration::from_millis(analysis.interval_ms),

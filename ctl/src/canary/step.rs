@@ -47,6 +47,7 @@ impl Runner<'_> {
             reason,
             code: exit::ROLLED_BACK,
         };
+        let feed = self.open_feed().await?;
         let committed = match self.apply_step(number).await? {
             Applied::Committed(committed) => *committed,
             Applied::Conflict => return Ok(StepEnd::Again),
@@ -97,7 +98,7 @@ impl Runner<'_> {
                 self.ctx.keyspace.agents()
             );
         }
-        Ok(match self.observe(number).await? {
+        Ok(match self.observe(number, feed).await? {
             Outcome::Passed(obs, judged) => {
                 self.rollout.passed = number;
                 let version = &self.rollout.version;

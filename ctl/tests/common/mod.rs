@@ -137,6 +137,38 @@ impl ProxyAgent {
         }
     }
 
+    /// HAProxy logging every request to the agent's `log_socket` (per-request times,
+    /// statistics every second, and every `canary_stats_interval`, its default, for an
+    /// app in a canary), routing changes through its Runtime API (`runtime_socket`),
+    /// and LB agent `id` (status lease `status_ttl`).
+    pub fn haproxy_logging(etcd: &Etcd, id: &str, status_ttl: &str) -> ProxyAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let fragment = dir.path().join("disco.cfg");
+        let haproxy = Haproxy::start(&fragment);
+        let port = disco_harness::ports::free_port();
+        let log_socket = dir.path().join("log.sock");
+        let agent = agent_with_config(
+            etcd,
+            id,
+            status_ttl,
+            |config| config.set("stats_interval", "1s"),
+            |_| {
+                TargetConfig::haproxy(&fragment, &haproxy)
+                    .set("stats_socket", haproxy.stats_socket().display())
+                    .set("log_socket", log_socket.display())
+                    .set("runtime_socket", haproxy.stats_socket().display())
+                    .listen("app1", &format!("127.0.0.1:{port}"))
+            },
+        );
+        ProxyAgent {
+            agent,
+            port,
+            _haproxy: Some(haproxy),
+            _nginx: None,
+            _dir: dir,
+        }
+    }
+
     /// nginx with disco's access log, and LB agent `id` (status lease `status_ttl`).
     pub fn nginx(etcd: &Etcd, id: &str, status_ttl: &str) -> ProxyAgent {
         let dir = tempfile::tempdir().unwrap();
