@@ -19,7 +19,7 @@ pub mod significance;
 mod steps;
 
 pub use analysis::{
-    judge, Analysis, Check, Judgement, Look, Metric, Observation, OnInconclusive, OnNoData,
+    judge, Analysis, Check, Judgement, Look, Looks, Metric, Observation, OnInconclusive, OnNoData,
     Outcome, Verdict, EARLY_ALPHA,
 };
 pub use planning::{plan_restore, plan_step, preflight, restore_warnings, StepChange};

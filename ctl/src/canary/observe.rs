@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use disco::rollout::{judge, Judgement, Look, Observation, RolloutState};
+use disco::rollout::{judge, Judgement, Look, Looks, Observation, RolloutState};
 use disco::stats::{self, AppStats};
 use disco::store::{WatchSettings, WatchUpdate};
 use disco::Change;
@@ -97,8 +97,9 @@ impl Runner<'_> {
     }
 
     /// Observes step `number` for the interval (paused time does not count), judging
-    /// the counts so far at every update of the agents' records, at the strict interim
-    /// level: a canary worse than the stable versions beyond doubt fails at once. The
+    /// the counts so far as the agents' records update (whenever the canary's requests
+    /// grew by a tenth, [`Looks`]), at the strict interim level: a canary worse than the
+    /// stable versions beyond doubt fails at once. The
     /// verdict at the end decides, with `--on-no-data` for too few requests and
     /// `--on-inconclusive` for a verdict that is not clear. With `--dry-run-analysis`
     /// a failure is noted and the step observed to its end.
@@ -128,6 +129,7 @@ impl Runner<'_> {
         let mut failed: Option<(String, Duration)> = None;
         // Paused here for an inconclusive verdict: a resume grants one more interval.
         let mut awaiting_operator = false;
+        let mut looks = Looks::default();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -162,6 +164,8 @@ impl Runner<'_> {
             if fresh {
                 let now = records.parse(&self.ctx.keyspace);
                 obs = Observation::split(&stats::between(&before, &now), &version);
+            }
+            if fresh && looks.due(obs.canary.requests) {
                 let judged = judge(&obs, &analysis, &version, Look::Interim);
                 match window.midway(judged.verdict.clone()) {
                     Decision::Fail(why) if analysis.dry_run => {
