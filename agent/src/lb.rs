@@ -316,7 +316,8 @@ impl Lb {
         let has_stats = self.collector.is_enabled();
         // Only while a canary runs; its first tick comes at once.
         let canary_interval = self.config.canary_stats_interval;
-        let fast_stats = has_stats && !canary_interval.is_zero();
+        // Only with per-request sources: `show stat` is read at `stats_interval` only.
+        let fast_stats = self.collector.has_per_request_sources() && !canary_interval.is_zero();
         let mut canary_tick = tokio::time::interval(if fast_stats {
             canary_interval
         } else {

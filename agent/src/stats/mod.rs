@@ -168,6 +168,15 @@ impl Collector {
         self.read_sources(true).await;
     }
 
+    /// Whether any target has per-request records (HAProxy's `log_socket`, nginx's
+    /// access log): what [`Collector::read_fast`] reads. Without them a canary's records
+    /// between windows would only repeat the last ones.
+    pub fn has_per_request_sources(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| !matches!(s.reader, Reader::Haproxy(_)))
+    }
+
     /// Reads the per-request sources only (HAProxy's log socket, nginx's access log:
     /// what is already buffered, no round trip) and adds what they counted to the totals
     /// and the window, as [`Collector::read`] does. `show stat` waits for the next
