@@ -4,7 +4,8 @@
 'use strict';
 
 const TRAFFIC_WINDOW_MS = 120000;
-const PALETTE = ['#2b6cb0', '#dd6b20', '#2f855a', '#805ad5', '#c53030', '#319795', '#b7791f', '#d53f8c'];
+// No red: red means trouble on this page, not a version.
+const PALETTE = ['#2b6cb0', '#dd6b20', '#2f855a', '#805ad5', '#319795', '#b7791f', '#d53f8c', '#4a5568'];
 
 const state = {
   meta: null,
@@ -307,6 +308,9 @@ function chart(title, points, pick, format) {
     const y = p.versions[v] ? pick(p.versions[v]) : null;
     if (y !== null && y !== undefined) max = Math.max(max, y);
   }
+  // The x axis spans the data (at least 10 s), up to the last 2 minutes.
+  const first = points.length ? points[0].at_ms : now;
+  const span = Math.min(TRAFFIC_WINDOW_MS, Math.max(10000, now - first));
   const root = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, role: 'img' });
   root.append(svg('line', { x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5, stroke: '#dde1e6' }));
   const scale = max > 0 ? max * 1.15 : 1;
@@ -315,7 +319,7 @@ function chart(title, points, pick, format) {
     for (const p of points) {
       const y = p.versions[v] ? pick(p.versions[v]) : null;
       if (y === null || y === undefined) continue;
-      const x = width - ((now - p.at_ms) / TRAFFIC_WINDOW_MS) * width;
+      const x = (width - 2) - ((now - p.at_ms) / span) * (width - 4);
       if (x < 0) continue;
       coords.push(`${x.toFixed(1)},${(height - 2 - (y / scale) * (height - 6)).toFixed(1)}`);
     }
