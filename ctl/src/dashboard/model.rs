@@ -174,23 +174,24 @@ impl Model {
         vec![Message::new("meta", &self.meta())]
     }
 
-    /// A traffic point, now, of every app whose statistics changed since the last.
+    /// A traffic point, now, of every app whose statistics changed since the last: one
+    /// message for them all (none if none changed).
     pub fn sample_traffic(&mut self, at_ms: u64) -> Vec<Arc<Message>> {
-        let mut messages = Vec::new();
+        let mut points = serde_json::Map::new();
         for app in std::mem::take(&mut self.stats_changed) {
             let records = self.stats.get(&app).into_iter().flat_map(|r| r.values());
             let point = view::traffic_point(records, at_ms);
-            let points = self.traffic.entry(app.clone()).or_default();
-            points.push_back(point.clone());
-            while points.len() > TRAFFIC_POINTS {
-                points.pop_front();
+            let kept = self.traffic.entry(app.clone()).or_default();
+            kept.push_back(point.clone());
+            while kept.len() > TRAFFIC_POINTS {
+                kept.pop_front();
             }
-            messages.push(Message::new(
-                "traffic",
-                &json!({ "app": app, "point": point }),
-            ));
+            points.insert(app, json!(point));
         }
-        messages
+        if points.is_empty() {
+            return Vec::new();
+        }
+        vec![Message::new("traffic", &json!({ "points": points }))]
     }
 
     /// Applies `changes` of `part`; returns the apps whose view they may change.
@@ -459,9 +460,10 @@ mod tests {
         m.apply(Part::Stats, 13, vec![put("/disco/stats/app1/lb1", record)]);
         let sent = events(&m.sample_traffic(1000));
         assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].1["app"], "app1");
-        assert_eq!(sent[0].1["point"]["versions"]["v1"]["rps"], 20.0);
-        assert_eq!(sent[0].1["point"]["versions"]["v1"]["error_share"], 0.05);
+        let points = sent[0].1["points"].as_object().unwrap();
+        assert_eq!(points.keys().collect::<Vec<_>>(), ["app1"]);
+        assert_eq!(points["app1"]["versions"]["v1"]["rps"], 20.0);
+        assert_eq!(points["app1"]["versions"]["v1"]["error_share"], 0.05);
         assert!(m.sample_traffic(2000).is_empty(), "nothing changed since");
         for i in 0..(TRAFFIC_POINTS as u64 + 5) {
             m.apply(

@@ -4,7 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` , `/app.js`, `/style.css` | the page |
-//! | `GET /events` | SSE: `init` (everything), then `app`, `agents`, `traffic`, `meta` |
+//! | `GET /events` | SSE: `init` (everything), then `app` (one app), `agents`, `traffic` (a point per app whose statistics changed, once a second at most), `meta` |
 //! | `GET /api/state` | everything, as `init` sends it |
 //! | `POST /api/apps/{app}/{verb}` | pause, resume, abort, promote, rollback |
 //! | `GET /healthz` | `ok` |

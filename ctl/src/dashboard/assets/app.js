@@ -492,21 +492,26 @@ function onInit(data) {
 }
 
 function onTraffic(data) {
-  const points = state.traffic.get(data.app) || [];
-  points.push(data.point);
-  while (points.length && points[0].at_ms < data.point.at_ms - TRAFFIC_WINDOW_MS) points.shift();
-  state.traffic.set(data.app, points);
-  const el = state.elements.get(data.app);
-  const view = state.apps.get(data.app);
-  if (el && view && el.details.open) {
-    const box = el.root.querySelector('.traffic');
-    if (box) box.replaceChildren(trafficCharts(view));
+  for (const [app, point] of Object.entries(data.points)) {
+    const points = state.traffic.get(app) || [];
+    points.push(point);
+    while (points.length && points[0].at_ms < point.at_ms - TRAFFIC_WINDOW_MS) points.shift();
+    state.traffic.set(app, points);
+    const el = state.elements.get(app);
+    const view = state.apps.get(app);
+    if (el && view && el.details.open) {
+      const box = el.root.querySelector('.traffic');
+      if (box) box.replaceChildren(trafficCharts(view));
+    }
   }
 }
 
 function connect() {
   const source = new EventSource('/events');
-  source.addEventListener('init', (e) => onInit(JSON.parse(e.data)));
+  source.addEventListener('init', (e) => {
+    window.__initBytes = e.data.length;
+    onInit(JSON.parse(e.data));
+  });
   source.addEventListener('app', (e) => {
     const data = JSON.parse(e.data);
     upsertApp(data.name, data.view);
