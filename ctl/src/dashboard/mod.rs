@@ -109,11 +109,8 @@ pub async fn run(ctx: &Ctx, args: DashboardArgs) -> Result {
         shutdown: shutdown.clone(),
     });
 
-    if !local.ip().is_loopback() {
-        eprintln!(
-            "warning: listening on {local}, which is not a loopback address: whoever reaches it sees the routing state{}; prefer 127.0.0.1 behind an SSH tunnel or an authenticating reverse proxy",
-            if token.is_some() { ", and whoever also has the token can act" } else { "" }
-        );
+    if let Some(warning) = exposure_warning(local, token.is_some()) {
+        eprintln!("{warning}");
     }
     match (&token, &args.token_file) {
         (None, _) => eprintln!("discoctl dashboard: {url} (read-only)"),
@@ -146,6 +143,18 @@ pub async fn run(ctx: &Ctx, args: DashboardArgs) -> Result {
     stopper.abort();
     follower.abort();
     served.map_err(|e| Failure::new(exit::ERROR, anyhow::anyhow!("serving the dashboard: {e}")))
+}
+
+/// What to say when the page is reachable from other hosts: on any address but a
+/// loopback one.
+fn exposure_warning(local: SocketAddr, actions: bool) -> Option<String> {
+    if local.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "warning: listening on {local}, which is not a loopback address: whoever reaches it sees the routing state{}; prefer 127.0.0.1 behind an SSH tunnel or an authenticating reverse proxy",
+        if actions { ", and whoever also has the token can act" } else { "" }
+    ))
 }
 
 /// The address to give people: an unspecified listen address (0.0.0.0) is reachable
@@ -182,6 +191,24 @@ async fn signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_loopback_address_goes_without_a_warning() {
+        let warning = |s: &str, actions| exposure_warning(s.parse().unwrap(), actions);
+        assert_eq!(warning("127.0.0.1:8080", true), None);
+        assert_eq!(warning("[::1]:8080", true), None);
+        let open = warning("0.0.0.0:8080", false).unwrap();
+        assert!(
+            open.starts_with("warning: listening on 0.0.0.0:8080"),
+            "{open}"
+        );
+        assert!(!open.contains("token"), "{open}");
+        let acting = warning("10.0.0.5:8080", true).unwrap();
+        assert!(
+            acting.contains("whoever also has the token can act"),
+            "{acting}"
+        );
+    }
 
     #[test]
     fn the_url_names_an_address_a_browser_here_can_open() {

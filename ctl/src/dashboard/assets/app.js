@@ -193,7 +193,7 @@ function renderAgents() {
       h('td', { class: 'num', text: `${a.reloads} / ${a.runtime_applies}` }),
       h('td', { class: a.last_error ? 'state-bad' : 'muted', text: a.last_error || 'none' }),
       h('td', { class: notes.length ? 'state-warn' : 'muted', text: notes.join('; ') || (a.rejected ? `${a.rejected} rejected` : '-') }),
-      h('td', { class: 'muted', text: ago(a.updated_at) }));
+      h('td', { class: 'muted', 'data-at': a.updated_at, text: ago(a.updated_at) }));
   });
   box.append(h('table', {},
     h('thead', {}, h('tr', {}, ['agent', 'roles', 'applied revision', 'lag', 'last change applied by', 'reloads / runtime', 'last error', 'warnings', 'updated'].map((t) => h('th', { text: t })))),
@@ -291,7 +291,7 @@ function canaryPanel(view) {
     h('div', { class: 'canary-left muted', text: timeLeft(c) }),
     c.reason ? h('div', { class: 'canary-reason', text: `reason: ${c.reason}` }) : null,
     h('div', { class: 'muted' },
-      `started ${ago(c.started_at)} by ${c.actor}`,
+      'started ', h('span', { 'data-at': c.started_at, text: ago(c.started_at) }), ` by ${c.actor}`,
       c.changed_by ? ` · last changed by ${c.changed_by}` : '',
       c.active ? (c.owned ? ` · run by ${c.owner}` : ' · no discoctl runs it (lock expired): resume it with discoctl canary --resume, or abort') : '',
       ` · 5xx limit ${(c.max_error_rate * 100).toFixed(1)}%`, c.dry_run ? ' · dry run' : ''),
@@ -356,7 +356,7 @@ function historyTable(view) {
   if (!view.history.length) return h('p', { class: 'muted', text: 'no audit record' });
   const rows = view.history.map((r) => h('tr', { 'data-seq': r.seq },
     h('td', { class: 'num', text: r.seq }),
-    h('td', { title: r.at, text: ago(r.at) }),
+    h('td', { title: r.at, 'data-at': r.at, text: ago(r.at) }),
     h('td', { class: 'actor', text: r.actor }),
     h('td', { class: 'action', text: r.action }),
     h('td', { text: r.change || '-' }),
@@ -535,13 +535,19 @@ function start() {
     timer = setTimeout(() => { state.filter = filter.value.trim().toLowerCase(); applyFilter(); }, 80);
   });
   document.getElementById('only').addEventListener('change', (e) => { state.only = e.target.value; applyFilter(); });
-  // The canaries' time left, once a second, for the open apps only.
+  // The canaries' time left (open apps), once a second; every "… ago", every ten.
+  let ticks = 0;
   setInterval(() => {
+    ticks += 1;
     for (const name of state.open) {
       const view = state.apps.get(name);
       const el = state.elements.get(name);
-      const left = el && el.root.querySelector('.canary-left');
-      if (view && view.canary && left) left.textContent = timeLeft(view.canary);
+      if (!view || !el) continue;
+      const left = el.root.querySelector('.canary-left');
+      if (view.canary && left) left.textContent = timeLeft(view.canary);
+    }
+    if (ticks % 10 === 0) {
+      for (const el of document.querySelectorAll('[data-at]')) el.textContent = ago(el.dataset.at);
     }
   }, 1000);
   connect();
