@@ -2,7 +2,7 @@
 //! chromedriver) against the real things: etcd, an LB agent driving HAProxy with
 //! backends and traffic. The page follows a promotion made on the command line within a
 //! second without reloading, shows a canary and pauses, aborts and promotes by clicks,
-//! each recorded as `dashboard:<name>`; and the action endpoints refuse what they must
+//! each recorded as `dashboard:<name>`, and filters apps; and the action endpoints refuse what they must
 //! (read-only, no or wrong token, another origin or host).
 
 mod common;
@@ -283,6 +283,21 @@ async fn the_page_follows_etcd_live_and_steers_a_canary_by_clicks() {
         reports.contains(r#""action":"promote""#) && reports.contains(r#""result":"paused""#),
         "the actions' reports go to the dashboard's stdout: {reports}"
     );
+
+    // The filter box: by name or version.
+    let filter = "const f = document.getElementById('filter'); f.value = arguments[0]; \
+                  f.dispatchEvent(new Event('input')); return null;";
+    browser
+        .execute(filter, vec![json!("nothing-like-it")])
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("#count", Duration::from_secs(5), |t| t == "0 of 1 apps")
+        .await;
+    browser.execute(filter, vec![json!("V2")]).await.unwrap();
+    browser
+        .wait_for_text("#count", Duration::from_secs(5), |t| t == "1 of 1 apps")
+        .await;
 
     browser.close().await;
     let report = load.stop();
