@@ -1,8 +1,8 @@
 //! Measures `discoctl dashboard` with many apps in a real headless Chromium: the time
 //! from navigation start to the page's first full render (all apps listed, from the
 //! first server-sent event: `window.__renderedAt`, set by the page), the page's size in
-//! DOM elements and its initial state in bytes (the first event), and the time from one route change in
-//! etcd to the page showing it. Each app has three slots with a v1 and a v2 endpoint,
+//! DOM elements and its initial state in bytes (the first event), and the time from
+//! one route change in etcd to the page showing it. Each app has three slots with a v1 and a v2 endpoint,
 //! five audit records and one agent's traffic statistics. Prints a markdown table.
 //! Usage: dashboard-render [--apps 100,1000] [--rounds 7]
 

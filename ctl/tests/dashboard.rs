@@ -2,8 +2,8 @@
 //! chromedriver) against the real things: etcd, an LB agent driving HAProxy with
 //! backends and traffic. The page follows a promotion made on the command line within a
 //! second without reloading, shows a canary and pauses, aborts and promotes by clicks,
-//! each recorded as `dashboard:<name>`, and filters apps; and the action endpoints refuse what they must
-//! (read-only, no or wrong token, another origin or host).
+//! each recorded as `dashboard:<name>`, and filters apps; and the action endpoints
+//! refuse what they must (read-only, no or wrong token, another origin or host).
 
 mod common;
 

@@ -4,10 +4,13 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` , `/app.js`, `/style.css` | the page |
-//! | `GET /events` | SSE: `init` (everything), then `app` (one app), `agents`, `traffic` (a point per app whose statistics changed, once a second at most), `meta` |
+//! | `GET /events` | SSE: `init` (everything), then `app`, `agents`, `traffic`, `meta` |
 //! | `GET /api/state` | everything, as `init` sends it |
 //! | `POST /api/apps/{app}/{verb}` | pause, resume, abort, promote, rollback |
 //! | `GET /healthz` | `ok` |
+//!
+//! `app` carries one app's view (null when it is gone); `traffic`, once a second at
+//! most, a point for each app whose statistics changed.
 //!
 //! Every request passes the host check of [`super::guard`]; actions pass its action
 //! check too.
