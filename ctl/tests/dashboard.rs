@@ -4,6 +4,7 @@
 //! second without reloading, shows a canary and pauses, aborts and promotes by clicks,
 //! each recorded as `dashboard:<name>`, and filters apps; and the action endpoints
 //! refuse what they must (read-only, no or wrong token, another origin or host).
+//! Without etcd the page is still served and says why it is empty.
 
 mod common;
 
@@ -449,4 +450,29 @@ async fn actions_are_refused_read_only_without_the_token_or_from_elsewhere() {
         "{last}"
     );
     assert_eq!(routes(&store, "app1").await["instance1"], "v2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_etcd_the_page_is_served_and_says_why_it_is_empty() {
+    let nowhere = format!("http://127.0.0.1:{}", disco_harness::ports::free_port());
+    let dash = Dashboard::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_discoctl")),
+        std::slice::from_ref(&nowhere),
+        &[],
+    );
+    let (status, _) = disco_harness::get(&dash.url, &[]).unwrap();
+    assert_eq!(status, 200);
+    let meta = disco_harness::wait_for("the dashboard to report etcd", MINUTE, || {
+        let (_, body) = disco_harness::get(&format!("{}api/state", dash.url), &[]).ok()?;
+        let state: Value = serde_json::from_str(&body).ok()?;
+        state["meta"]["error"]
+            .is_string()
+            .then(|| state["meta"].clone())
+    });
+    assert_eq!(meta["live"], false, "{meta}");
+    let error = meta["error"].as_str().unwrap();
+    assert!(
+        error.contains(&nowhere["http://".len()..]),
+        "names the endpoint: {error}"
+    );
 }

@@ -175,7 +175,8 @@ function renderAgents() {
   const list = (state.agents && state.agents.agents) || [];
   box.replaceChildren();
   if (!list.length) {
-    box.append(h('p', { class: 'muted', text: 'no live agent' }));
+    const live = state.meta && state.meta.live;
+    box.append(h('p', { class: 'muted', text: live ? 'no live agent' : 'waiting for etcd…' }));
     return;
   }
   const rows = list.map((a) => {
@@ -517,7 +518,7 @@ function connect() {
     upsertApp(data.name, data.view);
   });
   source.addEventListener('agents', (e) => { state.agents = JSON.parse(e.data); renderAgents(); });
-  source.addEventListener('meta', (e) => { state.meta = JSON.parse(e.data); renderMeta(); });
+  source.addEventListener('meta', (e) => { state.meta = JSON.parse(e.data); renderMeta(); renderAgents(); });
   source.addEventListener('traffic', (e) => onTraffic(JSON.parse(e.data)));
   source.addEventListener('error', () => {
     const conn = document.getElementById('connection');
