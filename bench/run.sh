@@ -23,6 +23,9 @@ echo
 echo "## the Runtime API story: no reload, no failed request"
 "${CARGO_TARGET_DIR:-target}/release/runtime-story"
 echo
+echo "## discoctl dashboard: first render with 100 and 1,000 apps (headless Chromium)"
+"${CARGO_TARGET_DIR:-target}/release/dashboard-render"
+echo
 echo "## disco-agent vs confd, same job"
 if [ -n "${CONFD:-}" ]; then
   "${CARGO_TARGET_DIR:-target}/release/confd-compare" --rounds 3

@@ -6,7 +6,8 @@
 # canary for internal requests, a blue/green switch and a rollback with discoctl,
 # printing the share of traffic per version and the failed requests after each step.
 # Everything it started is stopped at the end (also on Ctrl-C).
-#   --keep   leave it running to explore, and print commands to try
+#   --keep   leave it running to explore, and print commands to try; starts
+#            `discoctl dashboard` at the beginning and prints its address
 #   --ci     shorter traffic windows (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."

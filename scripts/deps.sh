@@ -33,6 +33,8 @@ needs=(
   "cmd  wrk                                             wrk               benchmarks: runtime-story's plain wrk -t2 -c50"
   "cmd  openssl                                         openssl           tests: etcd TLS certificates"
   "cmd  docker-compose                                  docker-compose    tests: docker-compose.yml is validated, no engine needed"
+  "cmd  chromium                                        chromium          tests: the dashboard's browser test"
+  "cmd  chromedriver                                    chromium-driver   tests: the dashboard's browser test"
   "cmd  cargo                                           -                 the build: the Rust toolchain"
 )
 

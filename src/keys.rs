@@ -125,6 +125,16 @@ impl Keyspace {
         format!("{}/stats/", self.prefix)
     }
 
+    /// `<prefix>/history/`: every app's audit log.
+    pub fn all_history(&self) -> String {
+        format!("{}/history/", self.prefix)
+    }
+
+    /// `<prefix>/locks/rollout/`: the locks of every running canary.
+    pub fn rollout_locks(&self) -> String {
+        format!("{}/locks/rollout/", self.prefix)
+    }
+
     /// The full etcd key for `key`.
     pub fn key(&self, key: &Key) -> String {
         let p = &self.prefix;
@@ -283,6 +293,14 @@ mod tests {
                 "/disco/locks/rollout/app1",
             ]
         );
+        // Every key of a kind starts with that kind's root.
+        for (root, key) in [
+            (ks.all_history(), &keys[5]),
+            (ks.all_stats(), &keys[6]),
+            (ks.rollout_locks(), &keys[7]),
+        ] {
+            assert!(key.starts_with(&root), "{key} under {root}");
+        }
     }
 
     #[test]

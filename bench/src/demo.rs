@@ -4,7 +4,8 @@
 //! traffic through both while `discoctl` promotes a canary, opens a dark canary for
 //! internal requests, switches blue/green and rolls back. After each step it prints the
 //! share of traffic per version and the failed requests (0). Everything it started is
-//! stopped at the end, also on Ctrl-C; `--keep` leaves it running to explore.
+//! stopped at the end, also on Ctrl-C; `--keep` leaves it running to explore, with
+//! `discoctl dashboard` started at the beginning (its address printed) to watch it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ use disco_harness::{Backend, Etcd, Haproxy, Load, LoadOptions, LoadReport, Nginx
 #[command(name = "disco-demo")]
 struct Args {
     /// Leave everything running at the end to explore (Ctrl-C stops it), and print
-    /// commands to try.
+    /// commands to try; starts `discoctl dashboard` first and prints its address.
     #[arg(long)]
     keep: bool,
     /// Shorter traffic windows and canary intervals (what CI runs).
@@ -70,6 +71,16 @@ impl Demo {
                 .expect("starting disco-agent"),
         )
     }
+}
+
+/// The address `discoctl dashboard` printed at start (with its token, when it made one).
+fn dashboard_url(dashboard: &disco_testkit::Dashboard) -> String {
+    dashboard
+        .output()
+        .lines()
+        .find_map(|l| l.strip_prefix("discoctl dashboard: "))
+        .map(|l| l.trim_end_matches(" (read-only)").to_string())
+        .unwrap_or_else(|| dashboard.url.clone())
 }
 
 /// Traffic per version over the next `n` requests of each load, and failures so far.
@@ -219,6 +230,18 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
     println!(
         "HAProxy on 127.0.0.1:{hport}, nginx on 127.0.0.1:{nport}, each driven by an LB agent\n"
     );
+    // With --keep, the dashboard from the start: the story can be watched live.
+    let dashboard = keep.then(|| {
+        disco_testkit::Dashboard::start(
+            &sibling("discoctl"),
+            &etcd.endpoints(),
+            &["--allow-actions", "--name", "demo"],
+        )
+    });
+    let dashboard_url = dashboard.as_ref().map(dashboard_url);
+    if let Some(url) = &dashboard_url {
+        println!("dashboard (watch the story live): {url}\n");
+    }
 
     let step = |title: &str| println!("\n== {title}");
     let must = |ok: bool| {
@@ -453,6 +476,9 @@ fn run(keep: bool, ci: bool) -> Result<(), String> {
             sibling("discoctl").display(),
             demo.dir.display()
         );
+        if let Some(url) = &dashboard_url {
+            println!("dashboard (actions allowed, as dashboard:demo; the token is in the address): {url}");
+        }
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
         }

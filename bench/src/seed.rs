@@ -56,6 +56,24 @@ impl<'a> Seed<'a> {
         self.put(key, version)
     }
 
+    /// `app`'s audit record number `seq` (JSON).
+    pub fn history(&mut self, app: &str, seq: u64, json: impl Into<Vec<u8>>) -> &mut Self {
+        let key = self.ks.key(&Key::History {
+            app: app.into(),
+            seq,
+        });
+        self.put(key, json)
+    }
+
+    /// Agent `agent`'s traffic statistics of `app` (JSON).
+    pub fn stats(&mut self, app: &str, agent: &str, json: impl Into<Vec<u8>>) -> &mut Self {
+        let key = self.ks.key(&Key::Stats {
+            app: app.into(),
+            agent: agent.into(),
+        });
+        self.put(key, json)
+    }
+
     fn put(&mut self, key: String, value: impl Into<Vec<u8>>) -> &mut Self {
         self.puts.insert(key, value.into());
         self

@@ -9,6 +9,8 @@
 //!   weight, route, endpoint, app, agents, history, check, and the canary's verbs).
 //! - [`canary`]: the automated canary: its steps, observation, events, lock, pause and
 //!   rollback.
+//! - [`dashboard`]: `discoctl dashboard`, the live web page (etcd watches, server-sent
+//!   events, the page's assets, and its actions behind a token).
 //! - [`app_state`]: one app's routing state read at one revision.
 //! - [`commit`]: a planned change committed as one etcd transaction with its audit
 //!   record, then waited for.
@@ -22,6 +24,7 @@ mod canary;
 mod cmd;
 mod commit;
 mod context;
+mod dashboard;
 mod describe;
 mod exit;
 mod table;
@@ -129,6 +132,16 @@ enum Command {
     /// statistics window is over --max-error-rate (with at least --min-requests);
     /// records refused as invalid. UNKNOWN: etcd unreachable, unknown app, bad options.
     Check(cmd::check::CheckArgs),
+    /// A live web page: apps, slots, endpoints, agents, traffic, canaries, history.
+    ///
+    /// Served on --listen (default 127.0.0.1:8080), updated from etcd watches without
+    /// reloading. Read-only unless --allow-actions: then pause, resume, abort, promote
+    /// and rollback are offered, each the same transaction and audit record as the
+    /// command's, recorded as `dashboard:<NAME>`, and each needs the token printed at
+    /// start (or read from --token-file) in the X-Disco-Token header. Requests naming a
+    /// host other than an IP address, localhost or an --allow-host are refused (DNS
+    /// rebinding), as are actions from another origin. Runs until SIGINT/SIGTERM.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Prints what a write did.
@@ -169,6 +182,7 @@ async fn run(cli: Cli) -> exit::Result {
         Command::Resume(a) => cmd::control::resume(&ctx, a).await,
         Command::Abort(a) => cmd::control::abort(&ctx, a).await,
         Command::Check(a) => cmd::check::run(&ctx, a).await,
+        Command::Dashboard(a) => dashboard::run(&ctx, a).await,
     }
 }
 

@@ -34,6 +34,9 @@ _discoctl() {
             discoctl,dark)
                 cmd="discoctl__subcmd__dark"
                 ;;
+            discoctl,dashboard)
+                cmd="discoctl__subcmd__dashboard"
+                ;;
             discoctl,endpoint)
                 cmd="discoctl__subcmd__endpoint"
                 ;;
@@ -115,6 +118,9 @@ _discoctl() {
             discoctl__subcmd__help,dark)
                 cmd="discoctl__subcmd__help__subcmd__dark"
                 ;;
+            discoctl__subcmd__help,dashboard)
+                cmd="discoctl__subcmd__help__subcmd__dashboard"
+                ;;
             discoctl__subcmd__help,endpoint)
                 cmd="discoctl__subcmd__help__subcmd__endpoint"
                 ;;
@@ -179,7 +185,7 @@ _discoctl() {
 
     case "${cmd}" in
         discoctl)
-            opts="-o -h -V --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help --version endpoint route app promote rollback switch dark weight status agents history canary pause resume abort check help"
+            opts="-o -h -V --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help --version endpoint route app promote rollback switch dark weight status agents history canary pause resume abort check dashboard help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -812,6 +818,80 @@ _discoctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        discoctl__subcmd__dashboard)
+            opts="-o -h --listen --allow-actions --token-file --name --allow-host --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --endpoints)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cacert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --actor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         discoctl__subcmd__endpoint)
             opts="-o -h --endpoints --prefix --user --password --cacert --cert --key --request-timeout --output --actor --help add rm help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1051,7 +1131,7 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__help)
-            opts="endpoint route app promote rollback switch dark weight status agents history canary pause resume abort check help"
+            opts="endpoint route app promote rollback switch dark weight status agents history canary pause resume abort check dashboard help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1149,6 +1229,20 @@ _discoctl() {
             return 0
             ;;
         discoctl__subcmd__help__subcmd__dark)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        discoctl__subcmd__help__subcmd__dashboard)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -15,18 +15,18 @@ use crate::exit::Result;
 pub struct PromoteArgs {
     /// The app.
     #[arg(value_parser = super::app_name)]
-    app: String,
+    pub app: String,
     /// The version to flip slots to.
     #[arg(value_parser = super::version_name)]
-    version: String,
+    pub version: String,
     /// How many slots to flip.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    count: u32,
+    pub count: u32,
     /// Flip every slot not yet on VERSION.
     #[arg(long, conflicts_with = "count")]
-    all: bool,
+    pub all: bool,
     #[command(flatten)]
-    write: WriteOpts,
+    pub write: WriteOpts,
 }
 
 pub async fn run(ctx: &Ctx, args: PromoteArgs) -> Result {

@@ -19,13 +19,13 @@ use crate::exit::Result;
 pub struct RollbackArgs {
     /// The app.
     #[arg(value_parser = super::app_name)]
-    app: String,
+    pub app: String,
     /// Put every slot on this version instead (each needs an endpoint of it not
     /// reported failing).
     #[arg(long, value_parser = super::version_name)]
-    to: Option<String>,
+    pub to: Option<String>,
     #[command(flatten)]
-    write: WriteOpts,
+    pub write: WriteOpts,
 }
 
 pub async fn run(ctx: &Ctx, args: RollbackArgs) -> Result {
