@@ -23,6 +23,9 @@ echo
 echo "## the Runtime API story: no reload, no failed request"
 "${CARGO_TARGET_DIR:-target}/release/runtime-story"
 echo
+echo "## canary speed: a v2 answering 20% 500s, rolled back (new path vs stats every second)"
+"${CARGO_TARGET_DIR:-target}/release/canary-speed" --modes canary-stats,stats-interval,show-stat
+echo
 echo "## disco-agent vs confd, same job"
 if [ -n "${CONFD:-}" ]; then
   "${CARGO_TARGET_DIR:-target}/release/confd-compare" --rounds 3
