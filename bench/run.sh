@@ -26,6 +26,9 @@ echo
 echo "## discoctl dashboard: first render with 100 and 1,000 apps (headless Chromium)"
 "${CARGO_TARGET_DIR:-target}/release/dashboard-render"
 echo
+echo "## canary speed: a v2 answering 20% 500s, rolled back (new path vs stats every second)"
+"${CARGO_TARGET_DIR:-target}/release/canary-speed" --modes canary-stats,stats-interval,show-stat
+echo
 echo "## disco-agent vs confd, same job"
 if [ -n "${CONFD:-}" ]; then
   "${CARGO_TARGET_DIR:-target}/release/confd-compare" --rounds 3

@@ -15,10 +15,23 @@ const NOT_BUILT: &str = "starting disco-agent (build it with cargo build --relea
 /// Writes an agent's config to `path`: `agent_id`, its `cache` file, the endpoints of
 /// `etcd`, and one `[[target]]` whose TOML lines (after the header) are `target`.
 pub fn write_config(path: &Path, agent_id: &str, cache: &Path, etcd: &Etcd, target: &str) {
+    write_config_with(path, agent_id, cache, etcd, "", target);
+}
+
+/// [`write_config`], with further top-level settings: `settings` is TOML lines
+/// (`stats_interval = "1s"\n`), written before the `[etcd]` table.
+pub fn write_config_with(
+    path: &Path,
+    agent_id: &str,
+    cache: &Path,
+    etcd: &Etcd,
+    settings: &str,
+    target: &str,
+) {
     std::fs::write(
         path,
         format!(
-            "agent_id = \"{agent_id}\"\ncache_path = \"{}\"\n[etcd]\nendpoints = {:?}\n[[target]]\n{target}",
+            "agent_id = \"{agent_id}\"\ncache_path = \"{}\"\n{settings}[etcd]\nendpoints = {:?}\n[[target]]\n{target}",
             cache.display(),
             etcd.endpoints()
         ),
