@@ -103,6 +103,12 @@ cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
 
+# Every installed Debian has an /etc/hosts naming localhost (the installer, cloud-init
+# or the container runtime writes it; no package does, so mmdebstrap's root has none).
+# chromedriver reaches Chromium at localhost: without it, the browser test fails here
+# as it would on no real machine.
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+
 mkdir -p "$root/proc" "$root/sys" "$root/dev"
 mount -t proc proc "$root/proc"; mounts+=("$root/proc")
 mount -t sysfs sysfs "$root/sys"; mounts+=("$root/sys")

@@ -61,6 +61,12 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium with a window of `width` × `height`.
     /// Panics (with an install hint) if either is missing.
     pub async fn start(width: u32, height: u32) -> Browser {
+        // chromedriver reaches Chromium's DevTools at `localhost`.
+        use std::net::ToSocketAddrs;
+        assert!(
+            ("localhost", 1).to_socket_addrs().is_ok_and(|mut a| a.next().is_some()),
+            "`localhost` does not resolve on this machine, and chromedriver connects to Chromium through it: add `127.0.0.1 localhost` to /etc/hosts"
+        );
         let chromedriver = disco_harness::program("chromedriver", "chromium-driver");
         let chromium = disco_harness::program("chromium", "chromium");
         let dir = tempfile::Builder::new()
