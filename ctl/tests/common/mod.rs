@@ -119,22 +119,7 @@ pub fn stats_every_200ms(config: AgentConfig) -> AgentConfig {
 impl ProxyAgent {
     /// HAProxy with a stats socket, and LB agent `id` (status lease `status_ttl`).
     pub fn haproxy(etcd: &Etcd, id: &str, status_ttl: &str) -> ProxyAgent {
-        let dir = tempfile::tempdir().unwrap();
-        let fragment = dir.path().join("disco.cfg");
-        let haproxy = Haproxy::start(&fragment);
-        let port = disco_harness::ports::free_port();
-        let agent = agent_with_config(etcd, id, status_ttl, stats_every_200ms, |_| {
-            TargetConfig::haproxy(&fragment, &haproxy)
-                .set("stats_socket", haproxy.stats_socket().display())
-                .listen("app1", &format!("127.0.0.1:{port}"))
-        });
-        ProxyAgent {
-            agent,
-            port,
-            _haproxy: Some(haproxy),
-            _nginx: None,
-            _dir: dir,
-        }
+        ProxyAgent::haproxy_with(etcd, id, status_ttl, stats_every_200ms, |t, _, _| t)
     }
 
     /// HAProxy logging every request to the agent's `log_socket` (per-request times,
@@ -142,24 +127,37 @@ impl ProxyAgent {
     /// app in a canary), routing changes through its Runtime API (`runtime_socket`),
     /// and LB agent `id` (status lease `status_ttl`).
     pub fn haproxy_logging(etcd: &Etcd, id: &str, status_ttl: &str) -> ProxyAgent {
-        let dir = tempfile::tempdir().unwrap();
-        let fragment = dir.path().join("disco.cfg");
-        let haproxy = Haproxy::start(&fragment);
-        let port = disco_harness::ports::free_port();
-        let log_socket = dir.path().join("log.sock");
-        let agent = agent_with_config(
+        ProxyAgent::haproxy_with(
             etcd,
             id,
             status_ttl,
             |config| config.set("stats_interval", "1s"),
-            |_| {
-                TargetConfig::haproxy(&fragment, &haproxy)
-                    .set("stats_socket", haproxy.stats_socket().display())
-                    .set("log_socket", log_socket.display())
+            |target, dir, haproxy| {
+                target
+                    .set("log_socket", dir.join("log.sock").display())
                     .set("runtime_socket", haproxy.stats_socket().display())
-                    .listen("app1", &format!("127.0.0.1:{port}"))
             },
-        );
+        )
+    }
+
+    /// HAProxy with a stats socket and LB agent `id`: top-level settings from `top`,
+    /// the target's extra settings from `extra` (given the agent's dir and HAProxy).
+    fn haproxy_with(
+        etcd: &Etcd,
+        id: &str,
+        status_ttl: &str,
+        top: impl FnOnce(AgentConfig) -> AgentConfig,
+        extra: impl FnOnce(TargetConfig, &Path, &Haproxy) -> TargetConfig,
+    ) -> ProxyAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let fragment = dir.path().join("disco.cfg");
+        let haproxy = Haproxy::start(&fragment);
+        let port = disco_harness::ports::free_port();
+        let target = TargetConfig::haproxy(&fragment, &haproxy)
+            .set("stats_socket", haproxy.stats_socket().display())
+            .listen("app1", &format!("127.0.0.1:{port}"));
+        let target = extra(target, dir.path(), &haproxy);
+        let agent = agent_with_config(etcd, id, status_ttl, top, |_| target);
         ProxyAgent {
             agent,
             port,
