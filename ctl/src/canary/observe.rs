@@ -36,10 +36,11 @@ pub(super) enum Outcome {
     Stopped(String),
 }
 
-/// The agents' statistics records of one app as an etcd watch delivers them: key →
-/// value.
+/// The agents' statistics records of one app as an etcd watch delivers them, each
+/// parsed once when it is written: key → record (a record that does not parse, or
+/// whose key and content disagree, is left out, as `stats::parse_records` does).
 #[derive(Default)]
-struct Records(BTreeMap<String, Vec<u8>>);
+struct Records(BTreeMap<String, AppStats>);
 
 /// A step's statistics: the records before its transaction, and the watch of them
 /// from then on. Opened before the step is committed, so that the requests during the
@@ -52,18 +53,19 @@ pub(super) struct Feed {
 
 impl Records {
     /// Folds `update` in; true if a record changed.
-    fn take(&mut self, update: WatchUpdate) -> bool {
+    fn take(&mut self, keyspace: &disco::Keyspace, update: WatchUpdate) -> bool {
         match update {
             WatchUpdate::Initial { kvs, .. } | WatchUpdate::Resync { kvs, .. } => {
-                self.0 = kvs.into_iter().collect();
+                self.0.clear();
+                for (key, value) in kvs {
+                    self.put(keyspace, key, &value);
+                }
                 true
             }
             WatchUpdate::Changes { changes, .. } => {
                 for change in changes {
                     match change {
-                        Change::Put { key, value } => {
-                            self.0.insert(key, value);
-                        }
+                        Change::Put { key, value } => self.put(keyspace, key, &value),
                         Change::Delete { key, .. } => {
                             self.0.remove(&key);
                         }
@@ -75,11 +77,15 @@ impl Records {
         }
     }
 
-    fn parse(&self, keyspace: &disco::Keyspace) -> Vec<AppStats> {
-        stats::parse_records(
-            keyspace,
-            self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-        )
+    fn put(&mut self, keyspace: &disco::Keyspace, key: String, value: &[u8]) {
+        match stats::parse_records(keyspace, [(key.as_str(), value)]).pop() {
+            Some(record) => self.0.insert(key, record),
+            None => self.0.remove(&key),
+        };
+    }
+
+    fn current(&self) -> Vec<AppStats> {
+        self.0.values().cloned().collect()
     }
 }
 
@@ -141,9 +147,9 @@ impl Runner<'_> {
                     let Some(update) = update else {
                         return Err(Failure::new(exit::ERROR, anyhow::anyhow!("the watch of the traffic statistics ended")));
                     };
-                    fresh = records.take(update);
+                    fresh = records.take(&self.ctx.keyspace, update);
                     while let Ok(update) = feed.try_recv() {
-                        fresh |= records.take(update);
+                        fresh |= records.take(&self.ctx.keyspace, update);
                     }
                 }
                 signal = self.interrupt.fired() => {
@@ -162,8 +168,7 @@ impl Runner<'_> {
                 }
             }
             if fresh {
-                let now = records.parse(&self.ctx.keyspace);
-                obs = Observation::split(&stats::between(&before, &now), &version);
+                obs = Observation::split(&stats::between(&before, &records.current()), &version);
             }
             if fresh && looks.due(obs.canary.requests) {
                 let judged = judge(&obs, &analysis, &version, Look::Interim);

@@ -36,8 +36,8 @@ pub struct Runner<'a> {
     pub(super) last_revision: i64,
     /// `--gate`: asked before each step.
     gates: Gates,
-    /// The last step that passed here and its judgement in words: the audit record of
-    /// the next transaction (the next step, or the rollback) says it.
+    /// The last step that passed here and its judgement in words: the next step's
+    /// audit record says it.
     pub(super) passed_verdict: Option<(usize, String)>,
 }
 
