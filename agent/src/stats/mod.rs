@@ -334,17 +334,26 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    #[tokio::test]
-    async fn records_list_routed_versions_and_add_up_windows_and_totals() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("access.log");
+    /// A collector of one nginx target whose access log is `dir/access.log` (5 s
+    /// windows), its totals, and the log's path.
+    fn nginx_collector(
+        dir: &std::path::Path,
+    ) -> (Collector, Arc<Mutex<Totals>>, std::path::PathBuf) {
+        let log = dir.join("access.log");
         let target: TargetConfig = toml::from_str(&format!(
             "kind = \"nginx\"\npath = \"/x\"\naccess_log = \"{}\"",
             log.display()
         ))
         .unwrap();
         let totals = Arc::new(Mutex::new(Totals::default()));
-        let mut c = Collector::new("lb1", Duration::from_secs(5), &[target], totals.clone());
+        let c = Collector::new("lb1", Duration::from_secs(5), &[target], totals.clone());
+        (c, totals, log)
+    }
+
+    #[tokio::test]
+    async fn records_list_routed_versions_and_add_up_windows_and_totals() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut c, totals, log) = nginx_collector(dir.path());
         assert!(c.is_enabled());
         let snapshot = Snapshot::from_kvs(
             &disco::Keyspace::default(),
@@ -399,14 +408,7 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_between_windows_counts_once_and_leaves_the_window_running() {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("access.log");
-        let target: TargetConfig = toml::from_str(&format!(
-            "kind = \"nginx\"\npath = \"/x\"\naccess_log = \"{}\"",
-            log.display()
-        ))
-        .unwrap();
-        let totals = Arc::new(Mutex::new(Totals::default()));
-        let mut c = Collector::new("lb1", Duration::from_secs(5), &[target], totals);
+        let (mut c, _, log) = nginx_collector(dir.path());
         let snapshot = Snapshot::from_kvs(
             &disco::Keyspace::default(),
             3,
