@@ -68,7 +68,8 @@ fn rollout_line(raw: &Value) -> String {
     )
 }
 
-fn slot_state(slot: &Slot) -> &'static str {
+/// A slot's endpoint in a word: `missing`, `failing` or `ok` (also the dashboard's).
+pub(crate) fn slot_state(slot: &Slot) -> &'static str {
     match slot.endpoint {
         None => "missing",
         Some(e) if !e.is_healthy() => "failing",
@@ -76,7 +77,9 @@ fn slot_state(slot: &Slot) -> &'static str {
     }
 }
 
-fn health(e: &Endpoint) -> &'static str {
+/// An endpoint's health check in a word: `passing`, `failing` or `unknown` (also the
+/// dashboard's).
+pub(crate) fn health(e: &Endpoint) -> &'static str {
     match e.health.as_ref().map(|h| h.status) {
         Some(HealthStatus::Passing) => "passing",
         Some(HealthStatus::Failing) => "failing",

@@ -4,13 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use disco::model::{AgentStatus, Endpoint, HealthStatus, HistoryRecord};
+use disco::model::{AgentStatus, Endpoint, HistoryRecord};
 use disco::plan::natural_cmp;
 use disco::rollout::Rollout;
 use disco::snapshot::App;
 use disco::stats::AppStats;
 use serde::Serialize;
 use serde_json::{json, Value};
+
+use crate::cmd::status::{health, slot_state};
 
 /// How many audit records of an app the page shows (the newest).
 pub const HISTORY_SHOWN: usize = 10;
@@ -28,11 +30,7 @@ pub fn app(name: &str, app: &App, history: &[HistoryRecord], locked: bool) -> Va
                 "instance": s.instance,
                 "version": s.version,
                 "address": s.endpoint.map(|e| e.address.as_str()),
-                "state": match s.endpoint {
-                    None => "missing",
-                    Some(e) if !e.is_healthy() => "failing",
-                    Some(_) => "ok",
-                },
+                "state": slot_state(s),
             })
         })
         .collect();
@@ -96,14 +94,6 @@ pub fn app(name: &str, app: &App, history: &[HistoryRecord], locked: bool) -> Va
         "canary": app.rollout.as_ref().map(|raw| canary(raw, locked)),
         "history": history.iter().rev().take(HISTORY_SHOWN).map(history_record).collect::<Vec<_>>(),
     })
-}
-
-fn health(e: &Endpoint) -> &'static str {
-    match e.health.as_ref().map(|h| h.status) {
-        Some(HealthStatus::Passing) => "passing",
-        Some(HealthStatus::Failing) => "failing",
-        None => "unknown",
-    }
 }
 
 /// The canary record as the page shows it; `owned`: a discoctl runs it (holds its lock).
@@ -251,7 +241,7 @@ pub fn traffic_point<'a>(records: impl IntoIterator<Item = &'a AppStats>, at_ms:
 
 #[cfg(test)]
 mod tests {
-    use disco::model::Health;
+    use disco::model::{Health, HealthStatus};
     use disco::stats::{Counts, VersionStats};
     use disco::Keyspace;
 
